@@ -1,0 +1,1 @@
+"""Reference apps the bench compares iris-service against; never imported by it."""

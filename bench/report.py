@@ -1,0 +1,88 @@
+"""Markdown tables for the terminal and the results JSON file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def markdown(results: Mapping[str, Any]) -> str:
+    """The whole report: runs, servers, in-process baselines, targets."""
+    meta = results["meta"]
+    out = [
+        f"## iris-service bench ({'quick' if meta['quick'] else 'full'}, load by {meta['tool']}, "
+        f"{meta['threads']} server threads, {meta['warmup_s']} s warm-up + {meta['duration_s']} s per run)",
+        "",
+    ]
+    runs = []
+    servers = []
+    for name, server in results["servers"].items():
+        servers.append(
+            [
+                name,
+                server["status"] + (f": {server['reason']}" if server.get("reason") else ""),
+                _num(server.get("startup_s"), 2),
+                _num(server.get("rss_mib"), 1),
+            ]
+        )
+        for scenario, m in server.get("scenarios", {}).items():
+            if "error" in m:
+                runs.append([name, scenario, "-", "-", "-", "-", "-", "-", f"failed: {m['error']}"])
+                continue
+            runs.append(
+                [
+                    name,
+                    scenario,
+                    str(m["connections"]),
+                    str(m["rows_per_request"]),
+                    _num(m["requests_per_s"]),
+                    _num(m["rows_per_s"]),
+                    _num(m["p50_ms"], 2),
+                    _num(m["p99_ms"], 2),
+                    str(m["errors"]),
+                ]
+            )
+    out += _table(["server", "scenario", "conc", "rows/req", "req/s", "rows/s", "p50 ms", "p99 ms", "errors"], runs)
+    out += ["", *_table(["server", "status", "start-up s", "RSS MiB after load"], servers)]
+    inproc = results.get("inprocess") or {}
+    if inproc:
+        out += [
+            "",
+            f"In-process: tutorial per-row loop {_num(inproc['per_row_loop_rows_per_s'])} rows/s; "
+            f"floor for a {inproc['floor_rows']:,}-row batch (orjson + asarray + predict_proba + orjson, "
+            f"{inproc['floor_model']}) {_num(inproc['floor_rows_per_s'])} rows/s.",
+        ]
+    targets = [
+        [
+            t["target"],
+            t["label"],
+            _num(t["numerator"], 2),
+            _num(t["denominator"], 2),
+            "-" if t["ratio"] is None else f"{t['ratio']:.2f}x",
+            t["goal"],
+            t["status"],
+        ]
+        for t in results["targets"]
+    ]
+    out += ["", *_table(["target", "comparison", "value", "baseline", "ratio", "goal", "status"], targets)]
+    return "\n".join(out) + "\n"
+
+
+def write_json(results: Mapping[str, Any], path: Path) -> None:
+    """Write the results, creating bench/results/ if it is not there yet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,0 +1,257 @@
+"""Run every server spec one at a time, then print and save the report.
+
+``python -m bench [--quick]`` from the repository root. Servers bind free
+127.0.0.1 ports, are loaded for fixed durations after a warm-up, and are
+stopped (their own process group only) before the next one starts, so no
+two measurements share the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from bench import inprocess, models, report, targets
+from bench.load import Measurement, default_tool, run_load
+from bench.servers import Scenario, ServerFailed, ServerSpec, running, tree_rss_mib
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS = REPO_ROOT / "bench" / "results"
+BATCH_SIZES = (1_000, 10_000)
+DEFAULT_THREADS = 8
+
+ROWS = tuple(Scenario(f"row-c{c}", "row", 1, c) for c in (1, 16, 64))
+BATCHES = tuple(Scenario(f"batch-{n}", f"instances-{n}", n, 1) for n in BATCH_SIZES)
+_ROW_C16 = ROWS[1]
+_ROW_C64 = ROWS[2]
+
+_WAITRESS = ("{python}", "-m", "waitress", "--host=127.0.0.1", "--port={port}", "--threads={threads}")
+_OURS_ENV = {"IRIS_SERVICE_ENV": "production", "IRIS_SERVICE_MODEL_PATH": "{ours_model}", "IRIS_SERVICE_BATCHING": "off"}
+_OURS_WAITRESS = (*_WAITRESS, "--call", "iris_service:create_app")
+
+SERVERS: tuple[ServerSpec, ...] = (
+    ServerSpec(
+        "floor-waitress",
+        (*_WAITRESS, "bench.reference.floor:app"),
+        ROWS,
+        note="constant answer, no model: the HTTP floor",
+    ),
+    ServerSpec(
+        "tutorial-waitress",
+        (*_WAITRESS, "bench.reference.tutorial:app"),
+        ROWS,
+        env={"BENCH_MODEL_PATH": "{ref_model}"},
+    ),
+    ServerSpec(
+        "tutorial-flask-dev",
+        ("{python}", "-m", "bench.reference.tutorial"),
+        ROWS,
+        env={"BENCH_MODEL_PATH": "{ref_model}", "BENCH_PORT": "{port}"},
+    ),
+    ServerSpec(
+        "fastapi-uvicorn",
+        ("{python}", "-m", "uvicorn", "bench.reference.fastapi_app:app", "--host", "127.0.0.1", "--port", "{port}"),
+        ROWS,
+        env={"BENCH_MODEL_PATH": "{ref_model}"},
+    ),
+    ServerSpec("ours-waitress", _OURS_WAITRESS, ROWS + BATCHES, env=_OURS_ENV, needs_ours=True),
+    ServerSpec(
+        "ours-gunicorn",
+        ("{python}", "-m", "gunicorn", "-w", "2", "--threads", "{threads}", "-b", "127.0.0.1:{port}", "wsgi:app"),
+        (_ROW_C16, _ROW_C64),
+        env=_OURS_ENV,
+        needs_ours=True,
+    ),
+    ServerSpec(
+        "ours-rf-batching-off",
+        _OURS_WAITRESS,
+        (_ROW_C64,),
+        env={**_OURS_ENV, "IRIS_SERVICE_MODEL_PATH": "{ours_rf_model}"},
+        needs_ours=True,
+    ),
+    ServerSpec(
+        "ours-rf-batching-on",
+        _OURS_WAITRESS,
+        (_ROW_C64,),
+        env={**_OURS_ENV, "IRIS_SERVICE_MODEL_PATH": "{ours_rf_model}", "IRIS_SERVICE_BATCHING": "on"},
+        needs_ours=True,
+    ),
+)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _base_env() -> dict[str, str]:
+    """The children's environment: ours' settings come from the specs only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IRIS_SERVICE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _load_model(path: Path) -> Any:
+    return joblib.load(path)
+
+
+def _measure_inprocess(ref_model: Path, ours_model: Path | None, body: Path, quick: bool) -> dict[str, Any]:
+    tutorial = _load_model(ref_model)
+    floor_model, floor_name = tutorial, "tutorial's LogisticRegression"
+    if ours_model is not None:
+        try:
+            candidate = _load_model(ours_model)
+        except Exception as exc:  # the core's artifact format is its own business
+            _say(f"  floor: cannot joblib.load ours' artifact ({exc}); using the tutorial's model")
+        else:
+            if hasattr(candidate, "predict_proba"):
+                floor_model, floor_name = candidate, "ours' artifact"
+    rows = models.iris_rows(150).tolist()
+    loop = inprocess.per_row_loop(tutorial, rows, budget_s=1.0 if quick else 3.0)
+    floor_rows, floor = inprocess.batch_floor(floor_model, body.read_bytes(), repeats=5 if quick else 20)
+    return inprocess.InProcess(loop, floor_rows, floor, floor_name).__dict__
+
+
+def _run_server(
+    spec: ServerSpec,
+    context: Mapping[str, object],
+    bodies: Mapping[str, Path],
+    *,
+    tool: str,
+    warmup_s: int,
+    duration_s: int,
+    env: dict[str, str],
+    log_dir: Path,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": "ok", "command": " ".join(spec.command), "scenarios": {}}
+    log_path = log_dir / f"{spec.name}.log"
+    log_path.unlink(missing_ok=True)
+    try:
+        with running(spec, context, cwd=REPO_ROOT, base_env=env, log_path=log_path) as server:
+            out["startup_s"] = server.startup_s
+            _say(f"  ready in {server.startup_s:.2f} s on port {server.port}")
+            for scenario in spec.scenarios:
+                body = bodies[scenario.body]
+                kwargs = {"connections": scenario.connections, "rows_per_request": scenario.rows, "env": env, "cwd": REPO_ROOT}
+                try:
+                    run_load(tool, server.port, body, duration_s=warmup_s, **kwargs)  # type: ignore[arg-type]
+                    m: Measurement = run_load(tool, server.port, body, duration_s=duration_s, **kwargs)  # type: ignore[arg-type]
+                except (RuntimeError, OSError) as exc:
+                    out["scenarios"][scenario.name] = {"error": str(exc)}
+                    _say(f"  {scenario.name}: FAILED {exc}")
+                    continue
+                out["scenarios"][scenario.name] = m.to_dict()
+                _say(
+                    f"  {scenario.name}: {m.requests_per_s:,.0f} req/s {m.rows_per_s:,.0f} rows/s "
+                    f"p50 {m.p50_ms:.2f} ms p99 {m.p99_ms:.2f} ms errors {m.errors}"
+                )
+            out["rss_mib"] = tree_rss_mib(server.pid)
+    except ServerFailed as exc:
+        out["status"], out["reason"] = "failed", str(exc)
+        _say(f"  FAILED: {exc}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmark iris-service against reference servers.")
+    parser.add_argument("--quick", action="store_true", default=os.environ.get("QUICK", "") not in ("", "0"),
+                        help="short runs (under 2 minutes); also QUICK=1")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", DEFAULT_THREADS)),
+                        help="server threads, the same for every server (default %(default)s)")
+    parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto",
+                        help="load generator (auto: wrk when on PATH)")
+    parser.add_argument("--only", default="", help="comma-separated server names to run")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args(argv)
+
+    tool = default_tool() if args.tool == "auto" else args.tool
+    warmup_s, duration_s = (1, 2) if args.quick else (3, 10)
+    only = {s for s in args.only.split(",") if s}
+    unknown = only - {s.name for s in SERVERS}
+    if unknown:
+        parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
+    specs = [s for s in SERVERS if not only or s.name in only]
+    env = _base_env()
+    log_dir = RESULTS / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    results: dict[str, Any] = {
+        "meta": {
+            "quick": args.quick,
+            "tool": tool,
+            "threads": args.threads,
+            "warmup_s": warmup_s,
+            "duration_s": duration_s,
+            "python": platform.python_version(),
+            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+        "servers": {},
+    }
+    if tool == "python":
+        _say("wrk not on PATH: using bench/loadgen.py (apt-get install -y wrk for better numbers)")
+
+    with tempfile.TemporaryDirectory(prefix="iris-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        bodies = models.write_bodies(tmp, BATCH_SIZES)
+        context: dict[str, object] = {
+            "python": sys.executable,
+            "threads": args.threads,
+            "ref_model": models.train_reference(tmp / "reference-logreg.joblib"),
+        }
+        ours = models.check_ours(REPO_ROOT, env)
+        ours_failure = "" if ours.available else f"iris_service cannot be imported ({ours.reason})"
+        if ours.available and any(s.needs_ours for s in specs):
+            _say("training ours' models with python -m training ...")
+            try:
+                context["ours_model"] = models.train_ours(tmp / "ours-logreg.joblib", REPO_ROOT, env)
+                context["ours_rf_model"] = models.train_ours(
+                    tmp / "ours-rf.joblib", REPO_ROOT, env, "--model", "random_forest", "--n-estimators", "200"
+                )
+            except (RuntimeError, OSError) as exc:
+                ours_failure = str(exc)
+        elif not ours.available:
+            _say(f"skipping ours: {ours_failure}")
+
+        _say("in-process baselines ...")
+        ours_model = context.get("ours_model")
+        results["inprocess"] = _measure_inprocess(
+            context["ref_model"],  # type: ignore[arg-type]
+            ours_model if isinstance(ours_model, Path) else None,
+            bodies["instances-10000"],
+            args.quick,
+        )
+
+        for spec in specs:
+            if spec.needs_ours and ours_failure:
+                results["servers"][spec.name] = {
+                    "status": "skipped" if not ours.available else "failed",
+                    "reason": ours_failure,
+                    "scenarios": {},
+                }
+                continue
+            _say(f"{spec.name}: {' '.join(spec.command)}")
+            results["servers"][spec.name] = _run_server(
+                spec, context, bodies, tool=tool, warmup_s=warmup_s, duration_s=duration_s, env=env, log_dir=log_dir
+            )
+
+    results["targets"] = targets.evaluate(results)
+    results["meta"]["elapsed_s"] = round(time.perf_counter() - started, 1)
+    report.write_json(results, args.out)
+    print(report.markdown(results), flush=True)
+    _say(f"wrote {args.out} in {results['meta']['elapsed_s']} s")
+
+    failed = any(s["status"] == "failed" for s in results["servers"].values())
+    errors = any(
+        m.get("error") or m.get("errors") for s in results["servers"].values() for m in s["scenarios"].values()
+    )
+    return 1 if failed or errors else 0

@@ -1,0 +1,181 @@
+"""Server specs and the life of one benchmarked server process.
+
+Every server runs in its own process group on a free 127.0.0.1 port, so the
+bench can measure the whole tree (gunicorn's workers too) and stop exactly
+what it started, nothing else.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load: which request body, how many rows it carries, how many connections."""
+
+    name: str
+    body: str
+    rows: int
+    connections: int
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start one server and what to measure on it.
+
+    ``command`` items and ``env`` values are ``str.format`` templates over the
+    bench context (``python``, ``port``, ``threads``, model paths).
+    """
+
+    name: str
+    command: tuple[str, ...]
+    scenarios: tuple[Scenario, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    ready_path: str = "/health"
+    needs_ours: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Started:
+    """A server that answered its ready URL."""
+
+    pid: int
+    port: int
+    startup_s: float
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+class ServerFailed(RuntimeError):
+    """The server exited or never became ready."""
+
+
+def free_port() -> int:
+    """Ask the kernel for a free 127.0.0.1 port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _get_status(port: int, path: str) -> int | None:
+    conn = http.client.HTTPConnection(HOST, port, timeout=2.0)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+@contextmanager
+def running(
+    spec: ServerSpec,
+    context: Mapping[str, object],
+    *,
+    cwd: Path,
+    base_env: Mapping[str, str],
+    log_path: Path,
+) -> Iterator[Started]:
+    """Start ``spec``, wait for its ready URL to answer 200, stop it on exit."""
+    port = free_port()
+    values = {**context, "port": port}
+    command = [part.format(**values) for part in spec.command]
+    env = {**base_env, **{k: v.format(**values) for k, v in spec.env.items()}}
+    with log_path.open("ab") as log:
+        log.write(f"$ {' '.join(command)}\n".encode())
+        log.flush()
+        started_at = time.perf_counter()
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = started_at + READY_TIMEOUT_S
+        while True:
+            if _has_exited(proc.pid):
+                raise ServerFailed(f"{spec.name} exited before it was ready (see {log_path})")
+            if _get_status(port, spec.ready_path) == 200:
+                break
+            if time.perf_counter() > deadline:
+                raise ServerFailed(f"{spec.name} not ready after {READY_TIMEOUT_S:.0f} s (see {log_path})")
+            time.sleep(0.01)
+        yield Started(pid=proc.pid, port=port, startup_s=time.perf_counter() - started_at)
+    finally:
+        _stop(proc)
+
+
+def _has_exited(pid: int) -> bool:
+    """True once ``pid`` has exited, without reaping it.
+
+    An unreaped leader keeps its pid, hence its process group id, from being
+    reused, so a later ``killpg`` can only reach processes this bench started.
+    """
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the process group this bench created for ``proc``, then reap it."""
+    if proc.returncode is not None:
+        return
+    if not _has_exited(proc.pid):
+        os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while not _has_exited(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    # Also catches stragglers such as a gunicorn worker outliving its master.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(STOP_TIMEOUT_S)
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants, in MiB (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total_kib = 0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kib / 1024.0

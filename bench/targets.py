@@ -1,0 +1,99 @@
+"""The performance targets as ratios between numbers from the same run.
+
+Ratios from one run on one machine cancel out how fast the machine is, which
+absolute numbers would not. Each check names two values in the results by
+path, a comparison and a threshold; change a goal here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Path = tuple[str, ...]
+
+
+def _rps(server: str, scenario: str) -> Path:
+    return ("servers", server, "scenarios", scenario, "requests_per_s")
+
+
+def _rows(server: str, scenario: str) -> Path:
+    return ("servers", server, "scenarios", scenario, "rows_per_s")
+
+
+def _p99(server: str, scenario: str) -> Path:
+    return ("servers", server, "scenarios", scenario, "p99_ms")
+
+
+@dataclass(frozen=True)
+class Check:
+    """``value(numerator) / value(denominator)`` compared with ``threshold``."""
+
+    target: str
+    label: str
+    numerator: Path
+    denominator: Path
+    at_least: bool
+    threshold: float
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("T1", "req/s c=16: ours waitress / tutorial waitress",
+          _rps("ours-waitress", "row-c16"), _rps("tutorial-waitress", "row-c16"), True, 1.0),
+    Check("T1", "p99 c=16: ours waitress / tutorial waitress",
+          _p99("ours-waitress", "row-c16"), _p99("tutorial-waitress", "row-c16"), False, 1.0),
+    Check("T2", "req/s c=16: ours waitress / tutorial flask dev server",
+          _rps("ours-waitress", "row-c16"), _rps("tutorial-flask-dev", "row-c16"), True, 1.0),
+    Check("T3", "rows/s: ours 10k-row batch / tutorial per-row loop (in-process)",
+          _rows("ours-waitress", "batch-10000"), ("inprocess", "per_row_loop_rows_per_s"), True, 50.0),
+    Check("T3", "rows/s: ours 10k-row batch / in-process floor",
+          _rows("ours-waitress", "batch-10000"), ("inprocess", "floor_rows_per_s"), True, 0.5),
+    Check("T4", "req/s c=64 random forest: batching on / off",
+          _rps("ours-rf-batching-on", "row-c64"), _rps("ours-rf-batching-off", "row-c64"), True, 2.0),
+    Check("T4", "p99 c=64 random forest: batching on / off",
+          _p99("ours-rf-batching-on", "row-c64"), _p99("ours-rf-batching-off", "row-c64"), False, 1.0),
+    Check("T5", "req/s c=64: ours gunicorn -w 2 / ours waitress",
+          _rps("ours-gunicorn", "row-c64"), _rps("ours-waitress", "row-c64"), True, 1.2),
+    Check("T6", "req/s c=16: ours waitress / fastapi+uvicorn",
+          _rps("ours-waitress", "row-c16"), _rps("fastapi-uvicorn", "row-c16"), True, 1.0),
+    Check("T7", "RSS after load: ours waitress / tutorial waitress",
+          ("servers", "ours-waitress", "rss_mib"), ("servers", "tutorial-waitress", "rss_mib"), False, 1.5),
+    Check("T7", "start-up to ready: ours waitress / tutorial waitress",
+          ("servers", "ours-waitress", "startup_s"), ("servers", "tutorial-waitress", "startup_s"), False, 2.0),
+)
+
+
+def _value(results: Mapping[str, Any], path: Path) -> float | None:
+    node: Any = results
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return float(node) if isinstance(node, int | float) else None
+
+
+def evaluate(results: Mapping[str, Any], checks: tuple[Check, ...] = CHECKS) -> list[dict[str, Any]]:
+    """One row per check: both values, the ratio, the goal and met / not met / n/a."""
+    rows = []
+    for check in checks:
+        num, den = _value(results, check.numerator), _value(results, check.denominator)
+        ratio = num / den if num is not None and den else None
+        if ratio is None:
+            status = "n/a"
+        elif (ratio >= check.threshold) if check.at_least else (ratio <= check.threshold):
+            status = "met"
+        else:
+            status = "NOT MET"
+        rows.append(
+            {
+                "target": check.target,
+                "label": check.label,
+                "numerator": num,
+                "denominator": den,
+                "ratio": ratio,
+                "goal": f"{'>=' if check.at_least else '<='} {check.threshold:g}x",
+                "status": status,
+            }
+        )
+    return rows

@@ -1,0 +1,287 @@
+"""Adaptive micro-batcher in front of a model runtime (threads and a queue, no Flask).
+
+A scikit-learn ``predict`` call pays a fixed cost (input validation, Python
+dispatch, one pass over every tree of a forest) that barely grows with the
+number of rows. When many request threads each ask for one row, merging their
+arrays into one call amortises that cost; the batcher does the merging and
+hands every caller exactly its own rows back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from iris_service.runtime import Prediction
+
+__all__ = [
+    "CallCosts",
+    "MicroBatcher",
+    "measure_call_costs",
+    "should_batch",
+    "split_prediction",
+]
+
+_T = TypeVar("_T")
+
+# should_batch defaults: a call must cost at least this much on its own...
+MIN_CALL_COST_S = 0.5e-3
+# ...and its fixed part must outweigh this many rows' worth of marginal cost.
+MIN_CALL_TO_ROW_RATIO = 20.0
+
+
+@dataclass(frozen=True)
+class CallCosts:
+    """What one predict call costs: a fixed part and a part per row."""
+
+    per_call_s: float
+    per_row_s: float
+
+
+def should_batch(
+    cost_per_call_s: float,
+    cost_per_row_s: float,
+    *,
+    min_call_s: float = MIN_CALL_COST_S,
+    min_ratio: float = MIN_CALL_TO_ROW_RATIO,
+) -> bool:
+    """Decide whether ``BATCHING = "auto"`` turns the micro-batcher on.
+
+    Batching saves one fixed call cost per merged request but adds two thread
+    hand-offs (tens of microseconds under the GIL), so it only pays when the
+    fixed cost is both large in absolute terms and large next to a row's.
+    """
+    if cost_per_call_s < min_call_s:
+        return False
+    if cost_per_row_s <= 0.0:
+        return True
+    return cost_per_call_s / cost_per_row_s >= min_ratio
+
+
+def measure_call_costs(
+    predict: Callable[[npt.NDArray[np.float64]], object],
+    sample: npt.NDArray[np.float64],
+    *,
+    rows: int = 256,
+    repeats: int = 5,
+) -> CallCosts:
+    """Time one-row and ``rows``-row calls on ``sample`` and split the cost.
+
+    Medians of a few repeats keep one scheduler hiccup from deciding the
+    policy; the fixed part is the one-row time less one row's marginal cost.
+    """
+    sample = np.asarray(sample, dtype=np.float64)
+    if sample.ndim != 2 or sample.shape[0] == 0:
+        raise ValueError("sample must be a non-empty 2-D array")
+    rows = max(rows, 2)
+    one = sample[:1]
+    many = np.resize(sample, (rows, sample.shape[1]))
+    predict(one)  # first call pays lazy imports and caches; not representative
+    t_one = statistics.median(_timed(predict, one) for _ in range(repeats))
+    t_many = statistics.median(_timed(predict, many) for _ in range(repeats))
+    per_row = max((t_many - t_one) / (rows - 1), 0.0)
+    return CallCosts(per_call_s=max(t_one - per_row, 0.0), per_row_s=per_row)
+
+
+def _timed(fn: Callable[[_T], object], arg: _T) -> float:
+    start = time.perf_counter()
+    fn(arg)
+    return time.perf_counter() - start
+
+
+def split_prediction(prediction: Prediction, sizes: Sequence[int]) -> list[Prediction]:
+    """Cut a merged batch's prediction into one prediction per caller, by rows.
+
+    Every non-None array field is sliced; anything else (a version string,
+    say) is copied as is. A field whose length is not the batch's row count
+    means the model broke the one-output-per-row contract, so it raises.
+    """
+    total = sum(sizes)
+    arrays = {
+        f.name: value
+        for f in dataclasses.fields(prediction)
+        if isinstance(value := getattr(prediction, f.name), np.ndarray)
+    }
+    for name, value in arrays.items():
+        if value.ndim == 0 or value.shape[0] != total:
+            raise ValueError(f"prediction field {name!r} has shape {value.shape}, expected {total} rows")
+    parts: list[Prediction] = []
+    start = 0
+    for size in sizes:
+        stop = start + size
+        parts.append(dataclasses.replace(prediction, **{n: v[start:stop] for n, v in arrays.items()}))
+        start = stop
+    return parts
+
+
+class _Pending:
+    """One caller's array and the slot its answer lands in."""
+
+    __slots__ = ("done", "error", "result", "rows", "x")
+
+    def __init__(self, x: npt.NDArray[np.float64]) -> None:
+        self.x = x
+        self.rows = int(x.shape[0])
+        self.done = threading.Event()
+        self.result: Prediction | None = None
+        self.error: BaseException | None = None
+
+
+class MicroBatcher:
+    """Merge concurrent ``predict`` calls into few model calls.
+
+    One daemon worker takes the oldest waiting request and gathers more until
+    ``max_batch_size`` rows are queued, as many requests as the previous batch
+    held have joined, or ``max_latency_ms`` has passed since the first one was
+    queued. Waiting for the previous batch's count is what makes it adaptive:
+    a lone caller (previous batch of one) runs at once, while under steady
+    concurrency the worker waits just long enough for the callers it has just
+    answered to come back, instead of alternating a batch of one with a batch
+    of everyone else.
+    """
+
+    def __init__(
+        self,
+        predict: Callable[[npt.NDArray[np.float64]], Prediction],
+        *,
+        max_batch_size: int = 64,
+        max_latency_ms: float = 2.0,
+        name: str = "model",
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        if max_latency_ms < 0:
+            raise ValueError("max_latency_ms must not be negative")
+        self._predict = predict
+        self._max_rows = max_batch_size
+        self._max_wait_s = max_latency_ms / 1000.0
+        self.name = name
+        self._cond = threading.Condition()
+        self._queue: deque[_Pending] = deque()
+        self._closed = False
+        self._expected = 1
+        self._worker = threading.Thread(target=self._run, name=f"micro-batcher-{name}", daemon=True)
+        self._worker.start()
+
+    def predict(self, x: npt.NDArray[np.float64]) -> Prediction:
+        """Predict ``x`` (one request's rows), possibly merged with other callers'.
+
+        Blocks until this caller's rows are predicted; an exception raised by
+        the model for these rows is re-raised here, in the caller's thread.
+        """
+        if x.ndim != 2:
+            raise ValueError(f"expected a 2-D array, got {x.ndim} dimension(s)")
+        pending = _Pending(x)
+        with self._cond:
+            # Checked under the lock so close() cannot slip in between the
+            # check and the append and leave this caller unanswered.
+            if self._closed:
+                raise RuntimeError(f"micro-batcher {self.name!r} is closed")
+            self._queue.append(pending)
+            self._cond.notify()
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting requests, answer every queued one, join the worker."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._worker.join(timeout)
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the worker (a gauge for metrics)."""
+        with self._cond:
+            return len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        """True once close() has been called."""
+        return self._closed
+
+    def _run(self) -> None:
+        batch: list[_Pending] = []
+        try:
+            while True:
+                batch = self._gather()
+                if not batch:
+                    return
+                self._answer(batch)
+                self._expected = len(batch)
+        finally:
+            # Only a bug in the batcher itself gets here with callers still
+            # waiting; answer them rather than leave their threads hung.
+            with self._cond:
+                self._closed = True
+                stranded = [*batch, *self._queue]
+                self._queue.clear()
+            for pending in stranded:
+                if not pending.done.is_set():
+                    pending.error = RuntimeError(f"micro-batcher {self.name!r} worker stopped")
+                    pending.done.set()
+
+    def _gather(self) -> list[_Pending]:
+        """Wait for work and return the next batch; empty once closed and drained."""
+        with self._cond:
+            while not self._queue:
+                if self._closed:
+                    return []
+                self._cond.wait()
+            first = self._queue.popleft()
+            batch = [first]
+            rows = first.rows
+            if rows >= self._max_rows:
+                return batch  # an oversize request runs alone and never waits
+            deadline = time.monotonic() + self._max_wait_s
+            while True:
+                while self._queue and rows + self._queue[0].rows <= self._max_rows:
+                    item = self._queue.popleft()
+                    batch.append(item)
+                    rows += item.rows
+                if (
+                    rows >= self._max_rows
+                    or self._queue  # the next request does not fit: this batch is full
+                    or len(batch) >= self._expected
+                    or self._closed
+                ):
+                    return batch
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return batch
+                self._cond.wait(remaining)
+
+    def _answer(self, batch: list[_Pending]) -> None:
+        """Predict a batch in one call, or each request alone if that call fails."""
+        if len(batch) > 1:
+            try:
+                merged = self._predict(np.concatenate([p.x for p in batch]))
+                parts = split_prediction(merged, [p.rows for p in batch])
+            except BaseException:
+                pass  # someone's rows are bad: find out whose, one by one below
+            else:
+                for pending, part in zip(batch, parts, strict=True):
+                    pending.result = part
+                    pending.done.set()
+                return
+        for pending in batch:
+            try:
+                pending.result = self._predict(pending.x)
+            except BaseException as exc:
+                # Whatever the model raises belongs to the caller's thread, as
+                # it would without the batcher; the worker itself must live on.
+                pending.error = exc
+            pending.done.set()

@@ -1,0 +1,1 @@
+"""HTTP blueprints: thin MethodViews over ``inference.run`` and the registry."""

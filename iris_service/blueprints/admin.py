@@ -1,0 +1,53 @@
+"""Admin routes: hot reload of a model, guarded by ``ADMIN_TOKEN``.
+
+With no token configured the routes do not exist (404), so a forgotten
+setting never leaves them open.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from flask.views import MethodView
+
+from ..auth import as_list, require_token
+from ..errors import NotFound, register_blueprint_error_handlers
+from ..extensions import registry
+from ..parsing import Blueprint
+from ..schemas.base import ErrorSchema
+from ..schemas.models import ReloadRequestSchema, ReloadResponseSchema
+
+blp = Blueprint("admin", __name__, url_prefix="/admin", description="Model operations (bearer token).")
+register_blueprint_error_handlers(blp)
+
+
+@blp.before_request
+def _require_admin() -> None:
+    check_admin()
+
+
+def check_admin() -> None:
+    """404 when admin routes are off, 401 for a missing or wrong token."""
+    tokens = as_list(current_app.config.get("ADMIN_TOKEN"))
+    if not tokens:
+        raise NotFound(f"No route for {request.method} {request.path}.")
+    require_token(request, tokens, realm="iris-service admin")
+
+
+@blp.route("/models/<name>/reload")
+class Reload(MethodView):
+    @blp.arguments(ReloadRequestSchema, location="query")
+    @blp.response(200, ReloadResponseSchema)
+    @blp.alt_response(401, schema=ErrorSchema, description="Missing or wrong token")
+    @blp.alt_response(404, schema=ErrorSchema, description="No such model or version")
+    @blp.alt_response(409, schema=ErrorSchema, description="The artifact failed verification; the old model keeps serving")
+    def post(self, args: dict[str, Any], name: str) -> dict[str, Any]:
+        """Load, verify and atomically swap in a model's artifact.
+
+        Requests in flight finish on the old model; if verification fails the
+        old model keeps serving and the answer says why.
+        """
+        models = registry()
+        previous = models.status().get(name, {}).get("version")
+        model = models.load(name, args.get("version"))
+        return {"name": model.name, "version": model.version, "previous_version": previous}

@@ -1,0 +1,60 @@
+"""Health endpoints: the tutorial's ``/health`` plus liveness and readiness probes."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+
+from ..errors import ModelNotReady, register_blueprint_error_handlers
+from ..extensions import registry
+from ..parsing import Blueprint
+from ..schemas.base import ErrorSchema
+from ..schemas.health import HealthSchema, LiveSchema, ReadySchema
+
+blp = Blueprint("health", __name__, description="Liveness, readiness and the tutorial's health check.")
+register_blueprint_error_handlers(blp)
+
+#: The tutorial's exact text: existing monitors match on it.
+STATUS_TEXT = "API is running!"
+
+
+@blp.route("/health")
+class Health(MethodView):
+    @blp.response(200, HealthSchema)
+    def get(self) -> dict[str, Any]:
+        """Say the API is running and which model it serves."""
+        models = registry()
+        status = models.status()
+        default = models.default
+        return {
+            "status": STATUS_TEXT,
+            "model": default,
+            "version": status.get(default, {}).get("version"),
+            "ready": models.ready(),
+            "models": status,
+        }
+
+
+@blp.route("/health/live")
+class Live(MethodView):
+    @blp.response(200, LiveSchema)
+    def get(self) -> dict[str, Any]:
+        """Liveness: the process is up and answering."""
+        return {"status": "alive"}
+
+
+@blp.route("/health/ready")
+class Ready(MethodView):
+    @blp.response(200, ReadySchema)
+    @blp.alt_response(503, schema=ErrorSchema, description="A configured model is not loaded")
+    def get(self) -> dict[str, Any]:
+        """Readiness: every configured model is loaded and verified."""
+        models = registry()
+        status = models.status()
+        if not models.ready():
+            failed = {n: s["reason"] for n, s in status.items() if s["state"] != "READY"}
+            raise ModelNotReady(
+                "Not ready: " + "; ".join(f"{n}: {r}" for n, r in failed.items()),
+                errors={"models": failed},
+            )
+        return {"status": "ready", "models": {n: s["version"] for n, s in status.items()}}

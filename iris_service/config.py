@@ -1,0 +1,165 @@
+"""Configuration classes and the one place that reads the environment.
+
+Load order, later wins: the class for the environment, ``instance/config.py``,
+``IRIS_SERVICE_*`` environment variables, then the mapping given to ``create_app``.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ENV_PREFIX = "IRIS_SERVICE"
+ENV_VAR = f"{ENV_PREFIX}_ENV"
+INSTANCE_PATH_VAR = f"{ENV_PREFIX}_INSTANCE_PATH"
+DEFAULT_ENV = "development"
+
+
+def instance_path() -> Path:
+    """Where local config and development models live.
+
+    Flask's own default points inside ``site-packages`` for an installed package,
+    which nobody finds; the working directory's ``instance/`` is what the README
+    and ``make run`` use, and ``IRIS_SERVICE_INSTANCE_PATH`` overrides it.
+    """
+    return Path(os.environ.get(INSTANCE_PATH_VAR) or Path.cwd() / "instance").resolve()
+
+
+def default_model_path(instance: Path | None = None) -> Path:
+    """The development artifact: trained into the instance folder by ``make run``."""
+    return (instance or instance_path()) / "iris_model.joblib"
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    ENV_NAME = "base"
+    DEBUG = False
+    TESTING = False
+    # Model selection: one artifact, a name -> path mapping, or a versioned folder.
+    MODEL_PATH: str | None = None
+    MODELS: dict[str, str] = {}
+    MODEL_DIR: str | None = None
+    MODEL_VERSIONS: dict[str, str] = {}  # name -> pinned version inside MODEL_DIR
+    DEFAULT_MODEL: str | None = None
+    PICKLE_ALLOWED = True
+    ALLOW_VERSION_MISMATCH = False
+    MAX_BATCH_SIZE = 10_000
+    # 10,000 rows of 4 numbers is ~400 kB of JSON; 16 MiB leaves room for wide models.
+    MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+    ADMIN_TOKEN: str | None = None
+    API_KEYS: list[str] = []
+    METRICS_ENABLED = True
+    LOG_LEVEL = "INFO"
+    LOG_FORMAT = "json"
+    TRACING_ENABLED = False
+    UI_ENABLED = False
+    BATCHING: dict[str, Any] | str = "off"
+    CORS_ORIGINS: list[str] = []
+    # flask-smorest / OpenAPI
+    API_TITLE = "iris-service"
+    API_VERSION = "1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "/docs"
+    # Swagger UI's assets come from the swagger-ui-bundle wheel and are served by
+    # blueprints/docs.py, so /docs works on a machine with no internet access.
+    OPENAPI_SWAGGER_UI_URL = "/docs/assets/"
+
+
+class DevelopmentConfig(Config):
+    """Local work: the model trained into the instance folder, readable logs."""
+
+    ENV_NAME = "development"
+    LOG_FORMAT = "text"
+    UI_ENABLED = True
+
+
+class TestingConfig(Config):
+    """Tests: fixtures point ``MODEL_PATH`` at artifacts they train in a tmp dir."""
+
+    ENV_NAME = "testing"
+    TESTING = True
+    UI_ENABLED = True
+
+
+class ProductionConfig(Config):
+    """Production: no default model (refuse to start without one), never debug."""
+
+    ENV_NAME = "production"
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot produce a working service; startup stops."""
+
+
+def resolve_config_class(config: str | type | Mapping[str, Any] | None) -> type[Config]:
+    """Pick the class from a name, a class, or the ``IRIS_SERVICE_ENV`` variable.
+
+    A mapping may name its environment with ``ENV_NAME`` (``{"ENV_NAME":
+    "testing", ...}``); otherwise the variable decides, as for no config at all.
+    """
+    if isinstance(config, type):
+        return config
+    if isinstance(config, Mapping) and config.get("ENV_NAME"):
+        name = str(config["ENV_NAME"])
+    elif isinstance(config, str):
+        name = config
+    else:
+        name = os.environ.get(ENV_VAR, DEFAULT_ENV)
+    try:
+        return CONFIGS[name.lower()]
+    except KeyError:
+        raise ConfigError(
+            f"Unknown environment {name!r}; choose one of {', '.join(CONFIGS)}."
+        ) from None
+
+
+def load_config(app: Flask, config: str | type | Mapping[str, Any] | None) -> None:
+    """Fill ``app.config`` in the documented order, then enforce invariants."""
+    cls = resolve_config_class(config)
+    app.config.from_object(cls)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env(ENV_PREFIX, loads=_loads_env)
+    if isinstance(config, Mapping):
+        app.config.update(config)
+    if app.config.get("ENV_NAME") == "development" and not _model_configured(app.config):
+        app.config["MODEL_PATH"] = str(default_model_path(Path(app.instance_path)))
+    if cls is ProductionConfig or app.config.get("ENV_NAME") == "production":
+        # Whatever instance files or variables say, the debugger never runs here.
+        app.config["DEBUG"] = False
+        app.debug = False
+        if not _model_configured(app.config):
+            raise ConfigError(
+                "Production needs a model: set IRIS_SERVICE_MODEL_PATH to a trained "
+                "artifact (for example: iris-service train --out models/iris/model.joblib)."
+            )
+
+
+def _model_configured(config: Mapping[str, Any]) -> bool:
+    return bool(config.get("MODEL_PATH") or config.get("MODELS") or config.get("MODEL_DIR"))
+
+
+def _loads_env(value: str) -> Any:
+    """Parse ``IRIS_SERVICE_*`` values as JSON when they parse, else keep the string.
+
+    So ``true``, ``5000`` and ``{"a": 1}`` get their types; list-valued settings
+    such as ``API_KEYS`` also accept ``key1,key2`` and split it where they are read.
+    """
+    import json
+
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

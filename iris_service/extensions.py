@@ -1,0 +1,122 @@
+"""The Flask extension that owns the models of one app.
+
+``ModelStore().init_app(app)`` builds a ``Registry`` from the app's config,
+loads and verifies every model once, and keeps the registry in
+``app.extensions["iris_service"]``; views reach it only through there.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app
+
+from .artifacts import load_verified
+from .config import Config, ConfigError
+from .registry import ModelSource, Registry
+from .runtime import Model, from_artifact
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "iris_service"
+
+
+class ModelStore:
+    """Flask extension: the app's model registry."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        #: Called as hook(app, name, model_or_None, error_or_None) after each load.
+        self.load_hooks: list[Callable[[Flask, str, Model | None, Exception | None], None]] = []
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> Registry:
+        """Load every configured model; in production a failure stops startup."""
+        for key in dir(Config):
+            if key.isupper() and not key.startswith(("API_", "OPENAPI_")):
+                app.config.setdefault(key, getattr(Config, key))
+        config = app.config
+        pickle_allowed = bool(config["PICKLE_ALLOWED"])
+
+        def load(path: Path) -> Model:
+            artifact = load_verified(
+                path,
+                pickle_allowed=pickle_allowed,
+                allow_version_mismatch=bool(config["ALLOW_VERSION_MISMATCH"]),
+            )
+            return from_artifact(artifact)
+
+        registry = Registry(
+            load,
+            pickle_allowed=pickle_allowed,
+            on_load=lambda name, model, error: self._notify(app, name, model, error),
+        )
+        for source in model_sources(config):
+            registry.add(source)
+        if config.get("DEFAULT_MODEL"):
+            registry.default = config["DEFAULT_MODEL"]
+        app.extensions[EXTENSION_KEY] = registry
+        failures = registry.load_all()
+        for name, reason in failures.items():
+            log.error("model %s failed to load: %s", name, reason)
+        if failures and config.get("ENV_NAME") == "production":
+            raise ConfigError(
+                "Refusing to start: "
+                + "; ".join(f"model {n!r}: {r}" for n, r in failures.items())
+                + " (check IRIS_SERVICE_MODEL_PATH / MODELS / MODEL_DIR)."
+            )
+        if registry.default not in registry.names():
+            raise ConfigError(
+                f"DEFAULT_MODEL {registry.default!r} is not configured; "
+                f"configured models: {', '.join(registry.names()) or 'none'}."
+            )
+        return registry
+
+    def _notify(self, app: Flask, name: str, model: Model | None, error: Exception | None) -> None:
+        for hook in self.load_hooks:
+            hook(app, name, model, error)
+
+
+def model_sources(config: Any) -> list[ModelSource]:
+    """Turn ``MODEL_PATH``, ``MODELS`` and ``MODEL_DIR`` into registry sources.
+
+    ``MODEL_PATH`` names its model after the manifest (``iris`` by default), so
+    the single-file setup of the tutorial keeps working next to the registry.
+    """
+    sources: list[ModelSource] = []
+    if config.get("MODEL_PATH"):
+        path = Path(config["MODEL_PATH"])
+        sources.append(ModelSource(name=_name_from_manifest(path), path=path))
+    for name, path in (config.get("MODELS") or {}).items():
+        sources.append(ModelSource(name=name, path=Path(path)))
+    if config.get("MODEL_DIR"):
+        root = Path(config["MODEL_DIR"])
+        pins = config.get("MODEL_VERSIONS") or {}
+        names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        if not names:
+            raise ConfigError(f"MODEL_DIR {root} holds no <name>/<version>/ folders.")
+        sources.extend(
+            ModelSource(name=n, model_dir=root / n, pinned_version=pins.get(n)) for n in names
+        )
+    if not sources:
+        raise ConfigError(
+            "No model configured: set IRIS_SERVICE_MODEL_PATH (or MODELS / MODEL_DIR)."
+        )
+    return sources
+
+
+def _name_from_manifest(path: Path) -> str:
+    from .artifacts import read_manifest
+    from .errors import ArtifactError
+
+    try:
+        return read_manifest(path).name
+    except ArtifactError:
+        return path.parent.name if path.stem == "model" else path.stem
+
+
+def registry() -> Registry:
+    """The registry of the app handling the current request."""
+    return current_app.extensions[EXTENSION_KEY]

@@ -1,0 +1,272 @@
+"""Per-app Prometheus metrics and the ``GET /metrics`` scrape endpoint.
+
+Each app gets its own ``CollectorRegistry`` so that two apps in one process (the test
+suite builds many) never collide on metric names. Under gunicorn with several workers,
+``PROMETHEUS_MULTIPROC_DIR`` switches prometheus-client to its multiprocess mode and the
+scrape aggregates every worker's files (``gunicorn.conf.py`` prepares the directory and
+marks dead workers).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter as Tally
+from collections.abc import Sequence
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    multiprocess,
+)
+from prometheus_client.exposition import choose_encoder
+
+EXTENSION_KEY = "iris_metrics"
+SCRAPE_ENDPOINT = "iris_metrics.scrape"
+
+# Inference on a small sklearn model takes well under a millisecond; the low buckets
+# matter, the high ones catch a stalled worker.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+
+# The method label is bounded: a client can send any token as a method.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Label for requests that matched no route (404, 405): the raw path would be unbounded.
+UNMATCHED_ENDPOINT = "<unmatched>"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_START = "_iris_metrics_start"
+_IN_FLIGHT = "_iris_metrics_in_flight"
+
+blp = Blueprint("iris_metrics", __name__)
+
+
+@blp.get("/metrics")
+def scrape() -> Response:
+    """Prometheus metrics in the text (or OpenMetrics) exposition format."""
+    return current_app.extensions[EXTENSION_KEY].render(request.headers.get("Accept", ""))
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory prometheus-client itself uses, if any.
+
+    prometheus-client picks its value class from this variable when first imported,
+    so the app must follow the same variable rather than a config key of its own.
+    """
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+class AppMetrics:
+    """The metric objects and request hooks of one app.
+
+    Lives in ``app.extensions["iris_metrics"]``; the core calls ``model_loaded`` on it.
+    """
+
+    def __init__(self, multiproc_dir: str | None = None) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter(
+            "iris_http_requests",
+            "HTTP requests handled, by url rule, method and status.",
+            ("endpoint", "method", "status"),
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "iris_http_request_duration_seconds",
+            "Time from the first before_request hook to the response, in seconds.",
+            ("endpoint", "method", "status"),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        # livesum: a dead worker's in-flight count must vanish, not linger in the sum.
+        self.in_flight = Gauge(
+            "iris_http_requests_in_flight",
+            "Requests being handled right now.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.predictions = Counter(
+            "iris_predictions",
+            "Predicted rows, by model, version and predicted class ('' for regressors).",
+            ("model", "version", "class"),
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "iris_prediction_batch_size",
+            "Rows per successful prediction request.",
+            ("model", "version"),
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.model_loads = Counter(
+            "iris_model_loads",
+            "Model loads and reloads, by outcome.",
+            ("model", "kind", "result"),
+            registry=registry,
+        )
+        # mostrecent: with preload the master sets it, a reloading worker may set it later;
+        # the latest write across processes is the truth.
+        self.model_info = Gauge(
+            "iris_model_info",
+            "1 for each loaded model version (0 once unloaded).",
+            ("name", "version", "sklearn_version"),
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        # Label children cached per key: a dict lookup per request instead of
+        # prometheus-client's locked labels() call and tuple building.
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._class_children: dict[tuple[str, str, str], Counter] = {}
+        self._batch_children: dict[tuple[str, str], Histogram] = {}
+
+        if multiproc_dir is None:
+            self.scrape_registry = registry
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+        else:
+            # Every worker writes its own files; a scrape, served by any one worker,
+            # must read them all. Process and GC collectors are per process, so omitted.
+            self.scrape_registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.scrape_registry, path=multiproc_dir)
+
+    def model_loaded(
+        self, name: str, version: str, sklearn_version: str, ok: bool, *, reload: bool = False
+    ) -> None:
+        """Count a model load (or reload) and, when it succeeded, publish its info."""
+        kind = "reload" if reload else "load"
+        self.model_loads.labels(name, kind, "success" if ok else "failure").inc()
+        if ok:
+            self.model_info.labels(name, str(version), sklearn_version).set(1)
+
+    def model_unloaded(self, name: str, version: str, sklearn_version: str) -> None:
+        """Mark a model version as no longer served.
+
+        Set to 0 rather than removed: in multiprocess mode a removed series would
+        still be read back from the files.
+        """
+        self.model_info.labels(name, str(version), sklearn_version).set(0)
+
+    def render(self, accept: str) -> Response:
+        """Encode the registry in the format the scraper asked for."""
+        encode, content_type = choose_encoder(accept)
+        return Response(encode(self.scrape_registry), headers={"Content-Type": content_type})
+
+    def before_request(self) -> None:
+        """Start the clock and count the request as in flight."""
+        if request.endpoint == SCRAPE_ENDPOINT:
+            return
+        setattr(g, _START, time.perf_counter())
+        self.in_flight.inc()
+        setattr(g, _IN_FLIGHT, True)
+
+    def after_request(self, response: Response) -> Response:
+        """Count the request, observe its latency and the predictions it made."""
+        if request.endpoint == SCRAPE_ENDPOINT:
+            return response
+        status = response.status_code
+        rule = request.url_rule
+        method = request.method
+        key = (
+            rule.rule if rule is not None else UNMATCHED_ENDPOINT,
+            method if method in _KNOWN_METHODS else "other",
+            status,
+        )
+        children = self._request_children.get(key)
+        if children is None:
+            labels = (key[0], key[1], str(status))
+            children = self._request_children.setdefault(
+                key, (self.requests.labels(*labels), self.latency.labels(*labels))
+            )
+        children[0].inc()
+        start = g.get(_START)
+        # Missing when an earlier before_request hook answered first.
+        if start is not None:
+            children[1].observe(time.perf_counter() - start)
+        if status < 400:
+            self._count_predictions()
+        return response
+
+    def teardown_request(self, exc: BaseException | None) -> None:
+        """Leave the in-flight count, even when the request raised."""
+        if g.pop(_IN_FLIGHT, False):
+            self.in_flight.dec()
+
+    def _count_predictions(self) -> None:
+        model = g.get("model_name")
+        if model is None:
+            return
+        version = g.get("model_version")
+        version = "" if version is None else str(version)
+        rows = g.get("batch_size")
+        if rows is not None:
+            batch = self._batch_children.get((model, version))
+            if batch is None:
+                batch = self._batch_children.setdefault(
+                    (model, version), self.batch_size.labels(model, version)
+                )
+            batch.observe(rows)
+        classes: Sequence[str] | None = g.get("predicted_classes")
+        if classes:
+            for cls, count in Tally(classes).items():
+                self._class_counter(model, version, str(cls)).inc(count)
+        elif rows:
+            self._class_counter(model, version, "").inc(rows)
+
+    def _class_counter(self, model: str, version: str, cls: str) -> Counter:
+        key = (model, version, cls)
+        child = self._class_children.get(key)
+        if child is None:
+            child = self._class_children.setdefault(key, self.predictions.labels(*key))
+        return child
+
+
+class NullMetrics:
+    """Stands in for ``AppMetrics`` when ``METRICS_ENABLED`` is off.
+
+    The core calls ``model_loaded`` unconditionally; this keeps it from checking.
+    """
+
+    def model_loaded(
+        self, name: str, version: str, sklearn_version: str, ok: bool, *, reload: bool = False
+    ) -> None:
+        """Do nothing: metrics are off."""
+
+    def model_unloaded(self, name: str, version: str, sklearn_version: str) -> None:
+        """Do nothing: metrics are off."""
+
+
+class Metrics:
+    """Flask extension: request, prediction and model metrics, served at ``/metrics``."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Create the app's registry and hooks, or a no-op stand-in when disabled.
+
+        Register it before the other extensions so its clock starts first.
+        """
+        app.config.setdefault("METRICS_ENABLED", True)
+        if not app.config["METRICS_ENABLED"]:
+            app.extensions[EXTENSION_KEY] = NullMetrics()
+            return
+        path = multiprocess_dir()
+        if path is not None and not os.path.isdir(path):
+            raise RuntimeError(
+                f"{MULTIPROC_ENV}={path} is not a directory: gunicorn.conf.py creates it, "
+                "any other server must create (and empty) it before start"
+            )
+        state = AppMetrics(path)
+        app.extensions[EXTENSION_KEY] = state
+        app.before_request(state.before_request)
+        app.after_request(state.after_request)
+        app.teardown_request(state.teardown_request)
+        app.register_blueprint(blp)

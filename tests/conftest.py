@@ -1,0 +1,137 @@
+"""Shared fixtures: real models trained once per session into tmp dirs.
+
+Every test talks to an app built by ``create_app`` on the testing config; tests
+that need the real thing use ``live_server`` (a waitress process on a free
+loopback port, stopped by its PID).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+import requests
+
+import training
+from iris_service import create_app
+
+#: Known rows of the Iris data set (rows 0, 50 and 100) and their classes.
+KNOWN_ROWS = [
+    ([5.1, 3.5, 1.4, 0.2], 0, "setosa"),
+    ([7.0, 3.2, 4.7, 1.4], 1, "versicolor"),
+    ([6.3, 3.3, 6.0, 2.5], 2, "virginica"),
+]
+FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def iris_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model (logistic regression), trained once for the session."""
+    out = tmp_path_factory.mktemp("iris") / "model.joblib"
+    training.train(out, kind="logreg", name="iris", version="1")
+    return out
+
+
+@pytest.fixture(scope="session")
+def forest_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("forest") / "model.joblib"
+    training.train(out, kind="random_forest", name="forest", version="1", n_estimators=20)
+    return out
+
+
+@pytest.fixture
+def app_config(iris_artifact: Path) -> dict[str, object]:
+    return {"TESTING": True, "MODEL_PATH": str(iris_artifact)}
+
+
+@pytest.fixture
+def app(app_config: dict[str, object], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    # An empty instance folder, so a developer's instance/config.py never leaks in.
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path / "instance"))
+    return create_app_for_test(app_config)
+
+
+def create_app_for_test(overrides: Mapping[str, object]):
+    """``create_app`` on the testing config with ``overrides`` applied last."""
+    return create_app({"ENV_NAME": "testing", **overrides})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready in {timeout}s")
+
+
+@contextlib.contextmanager
+def run_server(
+    args: list[str], env: Mapping[str, str], port: int, ready_path: str = "/health/live", cwd: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start ``args`` (a server listening on ``port``), yield its base URL, stop it by PID."""
+    full_env = {**os.environ, **env}
+    proc = subprocess.Popen(args, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base + ready_path, proc)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.fixture
+def live_server(iris_artifact: Path, tmp_path: Path):
+    """A factory: ``with live_server(extra_env) as base_url:`` runs waitress via our CLI."""
+
+    @contextlib.contextmanager
+    def start(env: Mapping[str, str] | None = None, extra_args: list[str] | None = None) -> Iterator[str]:
+        port = free_port()
+        server_env = {
+            "IRIS_SERVICE_ENV": "production",
+            "IRIS_SERVICE_MODEL_PATH": str(iris_artifact),
+            "IRIS_SERVICE_INSTANCE_PATH": str(tmp_path / "instance"),
+            **(env or {}),
+        }
+        args = [sys.executable, "-m", "iris_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                *(extra_args or [])]
+        with run_server(args, server_env, port) as (base, _proc):
+            yield base
+
+    return start

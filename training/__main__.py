@@ -1,0 +1,5 @@
+"""``python -m training``: the same command as ``iris-service train``."""
+from iris_service.cli import train
+
+if __name__ == "__main__":
+    train(prog_name="python -m training")
