@@ -30,6 +30,7 @@ class Measurement:
     requests: int
     requests_per_s: float
     rows_per_s: float
+    mean_ms: float
     p50_ms: float
     p99_ms: float
     socket_errors: int
@@ -48,7 +49,9 @@ def default_tool() -> str:
     return "wrk" if shutil.which("wrk") else "python"
 
 
-def _command(tool: str, port: int, body_file: Path, connections: int, duration_s: int) -> tuple[list[str], dict[str, str]]:
+def _command(
+    tool: str, port: int, body_file: Path, connections: int, duration_s: int
+) -> tuple[list[str], dict[str, str]]:
     if tool == "wrk":
         return (
             [
@@ -106,7 +109,9 @@ def run_load(
     )
     line = next((x for x in done.stdout.splitlines() if x.startswith(MARKER)), None)
     if done.returncode != 0 or line is None:
-        raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stderr.strip()[-500:] or done.stdout[-500:]}")
+        raise RuntimeError(
+            f"{tool} failed ({done.returncode}): {done.stderr.strip()[-500:] or done.stdout[-500:]}"
+        )
     raw = json.loads(line[len(MARKER) :])
     seconds = raw["duration_us"] / 1e6
     requests = int(raw["requests"])
@@ -120,6 +125,7 @@ def run_load(
         requests=requests,
         requests_per_s=requests / seconds if seconds else 0.0,
         rows_per_s=requests * rows_per_request / seconds if seconds else 0.0,
+        mean_ms=raw["mean_us"] / 1000.0,
         p50_ms=raw["p50_us"] / 1000.0,
         p99_ms=raw["p99_us"] / 1000.0,
         socket_errors=socket_errors,

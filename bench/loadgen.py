@@ -57,7 +57,9 @@ def _worker(host: str, port: int, path: str, body: bytes, stop_at: float, budget
         conn.close()
 
 
-def run(host: str, port: int, path: str, body: bytes, connections: int, duration_s: float) -> dict[str, float]:
+def run(
+    host: str, port: int, path: str, body: bytes, connections: int, duration_s: float
+) -> dict[str, float]:
     """Load ``path`` for ``duration_s`` seconds and summarise like predict.lua."""
     tallies = [_Tally() for _ in range(connections)]
     stop_at = time.monotonic() + duration_s
@@ -104,7 +106,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.host != "127.0.0.1":
         parser.error("the bench only sends load to 127.0.0.1")
-    summary = run(args.host, args.port, args.path, args.body_file.read_bytes(), args.connections, args.duration)
+    summary = run(
+        args.host, args.port, args.path, args.body_file.read_bytes(), args.connections, args.duration
+    )
     print("BENCH_JSON " + json.dumps(summary), flush=True)
 
 

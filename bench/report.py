@@ -34,9 +34,11 @@ def markdown(results: Mapping[str, Any]) -> str:
         servers.append(
             [
                 name,
+                server.get("what", ""),
                 server["status"] + (f": {server['reason']}" if server.get("reason") else ""),
                 _num(server.get("startup_s"), 2),
                 _num(server.get("rss_mib"), 1),
+                _num(server.get("pss_mib"), 1),
             ]
         )
         for scenario, m in server.get("scenarios", {}).items():
@@ -56,8 +58,10 @@ def markdown(results: Mapping[str, Any]) -> str:
                     str(m["errors"]),
                 ]
             )
-    out += _table(["server", "scenario", "conc", "rows/req", "req/s", "rows/s", "p50 ms", "p99 ms", "errors"], runs)
-    out += ["", *_table(["server", "status", "start-up s", "RSS MiB after load"], servers)]
+    out += _table(
+        ["server", "scenario", "conc", "rows/req", "req/s", "rows/s", "p50 ms", "p99 ms", "errors"], runs
+    )
+    out += ["", *_table(["server", "what", "status", "start-up s", "RSS MiB", "PSS MiB"], servers)]
     inproc = results.get("inprocess") or {}
     if inproc:
         out += [

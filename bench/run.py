@@ -9,6 +9,7 @@ two measurements share the machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -22,7 +23,7 @@ import joblib
 
 from bench import inprocess, models, report, targets
 from bench.load import Measurement, default_tool, run_load
-from bench.servers import Scenario, ServerFailed, ServerSpec, running, tree_rss_mib
+from bench.servers import Scenario, ServerFailed, ServerSpec, running, tree_memory_mib
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -35,7 +36,11 @@ _ROW_C16 = ROWS[1]
 _ROW_C64 = ROWS[2]
 
 _WAITRESS = ("{python}", "-m", "waitress", "--host=127.0.0.1", "--port={port}", "--threads={threads}")
-_OURS_ENV = {"IRIS_SERVICE_ENV": "production", "IRIS_SERVICE_MODEL_PATH": "{ours_model}", "IRIS_SERVICE_BATCHING": "off"}
+_OURS_ENV = {
+    "IRIS_SERVICE_ENV": "production",
+    "IRIS_SERVICE_MODEL_PATH": "{ours_model}",
+    "IRIS_SERVICE_BATCHING": "off",
+}
 _OURS_WAITRESS = (*_WAITRESS, "--call", "iris_service:create_app")
 
 SERVERS: tuple[ServerSpec, ...] = (
@@ -43,33 +48,64 @@ SERVERS: tuple[ServerSpec, ...] = (
         "floor-waitress",
         (*_WAITRESS, "bench.reference.floor:app"),
         ROWS,
-        note="constant answer, no model: the HTTP floor",
+        note="Flask constant answer, no model: the HTTP floor",
     ),
     ServerSpec(
         "tutorial-waitress",
         (*_WAITRESS, "bench.reference.tutorial:app"),
         ROWS,
         env={"BENCH_MODEL_PATH": "{ref_model}"},
+        note="tutorial Flask app under waitress",
     ),
     ServerSpec(
         "tutorial-flask-dev",
         ("{python}", "-m", "bench.reference.tutorial"),
         ROWS,
         env={"BENCH_MODEL_PATH": "{ref_model}", "BENCH_PORT": "{port}"},
+        note="tutorial Flask app, app.run(threaded=True)",
     ),
     ServerSpec(
         "fastapi-uvicorn",
-        ("{python}", "-m", "uvicorn", "bench.reference.fastapi_app:app", "--host", "127.0.0.1", "--port", "{port}"),
+        (
+            "{python}",
+            "-m",
+            "uvicorn",
+            "bench.reference.fastapi_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+        ),
         ROWS,
         env={"BENCH_MODEL_PATH": "{ref_model}"},
+        note="tutorial work in async FastAPI, one uvicorn process",
     ),
-    ServerSpec("ours-waitress", _OURS_WAITRESS, ROWS + BATCHES, env=_OURS_ENV, needs_ours=True),
+    ServerSpec(
+        "ours-waitress",
+        _OURS_WAITRESS,
+        ROWS + BATCHES,
+        env=_OURS_ENV,
+        needs_ours=True,
+        note="iris-service, logreg, waitress",
+    ),
     ServerSpec(
         "ours-gunicorn",
-        ("{python}", "-m", "gunicorn", "-w", "2", "--threads", "{threads}", "-b", "127.0.0.1:{port}", "wsgi:app"),
+        (
+            "{python}",
+            "-m",
+            "gunicorn",
+            "-w",
+            "2",
+            "--threads",
+            "{threads}",
+            "-b",
+            "127.0.0.1:{port}",
+            "wsgi:app",
+        ),
         (_ROW_C16, _ROW_C64),
         env=_OURS_ENV,
         needs_ours=True,
+        note="iris-service, logreg, gunicorn 2 workers (gunicorn.conf.py applies)",
     ),
     ServerSpec(
         "ours-rf-batching-off",
@@ -77,6 +113,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         (_ROW_C64,),
         env={**_OURS_ENV, "IRIS_SERVICE_MODEL_PATH": "{ours_rf_model}"},
         needs_ours=True,
+        note="iris-service, random forest 200 trees, waitress",
     ),
     ServerSpec(
         "ours-rf-batching-on",
@@ -84,6 +121,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         (_ROW_C64,),
         env={**_OURS_ENV, "IRIS_SERVICE_MODEL_PATH": "{ours_rf_model}", "IRIS_SERVICE_BATCHING": "on"},
         needs_ours=True,
+        note="same, IRIS_SERVICE_BATCHING=on",
     ),
 )
 
@@ -99,16 +137,12 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-def _load_model(path: Path) -> Any:
-    return joblib.load(path)
-
-
 def _measure_inprocess(ref_model: Path, ours_model: Path | None, body: Path, quick: bool) -> dict[str, Any]:
-    tutorial = _load_model(ref_model)
+    tutorial = joblib.load(ref_model)
     floor_model, floor_name = tutorial, "tutorial's LogisticRegression"
     if ours_model is not None:
         try:
-            candidate = _load_model(ours_model)
+            candidate = joblib.load(ours_model)
         except Exception as exc:  # the core's artifact format is its own business
             _say(f"  floor: cannot joblib.load ours' artifact ({exc}); using the tutorial's model")
         else:
@@ -117,7 +151,7 @@ def _measure_inprocess(ref_model: Path, ours_model: Path | None, body: Path, qui
     rows = models.iris_rows(150).tolist()
     loop = inprocess.per_row_loop(tutorial, rows, budget_s=1.0 if quick else 3.0)
     floor_rows, floor = inprocess.batch_floor(floor_model, body.read_bytes(), repeats=5 if quick else 20)
-    return inprocess.InProcess(loop, floor_rows, floor, floor_name).__dict__
+    return dataclasses.asdict(inprocess.InProcess(loop, floor_rows, floor, floor_name))
 
 
 def _run_server(
@@ -131,7 +165,12 @@ def _run_server(
     env: dict[str, str],
     log_dir: Path,
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"status": "ok", "command": " ".join(spec.command), "scenarios": {}}
+    out: dict[str, Any] = {
+        "status": "ok",
+        "what": spec.note,
+        "command": " ".join(spec.command),
+        "scenarios": {},
+    }
     log_path = log_dir / f"{spec.name}.log"
     log_path.unlink(missing_ok=True)
     try:
@@ -140,7 +179,12 @@ def _run_server(
             _say(f"  ready in {server.startup_s:.2f} s on port {server.port}")
             for scenario in spec.scenarios:
                 body = bodies[scenario.body]
-                kwargs = {"connections": scenario.connections, "rows_per_request": scenario.rows, "env": env, "cwd": REPO_ROOT}
+                kwargs = {
+                    "connections": scenario.connections,
+                    "rows_per_request": scenario.rows,
+                    "env": env,
+                    "cwd": REPO_ROOT,
+                }
                 try:
                     run_load(tool, server.port, body, duration_s=warmup_s, **kwargs)  # type: ignore[arg-type]
                     m: Measurement = run_load(tool, server.port, body, duration_s=duration_s, **kwargs)  # type: ignore[arg-type]
@@ -153,7 +197,7 @@ def _run_server(
                     f"  {scenario.name}: {m.requests_per_s:,.0f} req/s {m.rows_per_s:,.0f} rows/s "
                     f"p50 {m.p50_ms:.2f} ms p99 {m.p99_ms:.2f} ms errors {m.errors}"
                 )
-            out["rss_mib"] = tree_rss_mib(server.pid)
+            out["rss_mib"], out["pss_mib"] = tree_memory_mib(server.pid)
     except ServerFailed as exc:
         out["status"], out["reason"] = "failed", str(exc)
         _say(f"  FAILED: {exc}")
@@ -161,13 +205,27 @@ def _run_server(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmark iris-service against reference servers.")
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("QUICK", "") not in ("", "0"),
-                        help="short runs (under 2 minutes); also QUICK=1")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", DEFAULT_THREADS)),
-                        help="server threads, the same for every server (default %(default)s)")
-    parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto",
-                        help="load generator (auto: wrk when on PATH)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Benchmark iris-service against reference servers."
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        default=os.environ.get("QUICK", "") not in ("", "0"),
+        help="short runs (under 2 minutes); also QUICK=1",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("BENCH_THREADS", DEFAULT_THREADS)),
+        help="server threads, the same for every server (default %(default)s)",
+    )
+    parser.add_argument(
+        "--tool",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator (auto: wrk when on PATH)",
+    )
     parser.add_argument("--only", default="", help="comma-separated server names to run")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
@@ -197,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "servers": {},
     }
-    if tool == "python":
+    if args.tool == "auto" and tool == "python":
         _say("wrk not on PATH: using bench/loadgen.py (apt-get install -y wrk for better numbers)")
 
     with tempfile.TemporaryDirectory(prefix="iris-bench-") as tmp_name:
@@ -215,7 +273,13 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 context["ours_model"] = models.train_ours(tmp / "ours-logreg.joblib", REPO_ROOT, env)
                 context["ours_rf_model"] = models.train_ours(
-                    tmp / "ours-rf.joblib", REPO_ROOT, env, "--model", "random_forest", "--n-estimators", "200"
+                    tmp / "ours-rf.joblib",
+                    REPO_ROOT,
+                    env,
+                    "--model",
+                    "random_forest",
+                    "--n-estimators",
+                    "200",
                 )
             except (RuntimeError, OSError) as exc:
                 ours_failure = str(exc)
@@ -234,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in specs:
             if spec.needs_ours and ours_failure:
                 results["servers"][spec.name] = {
+                    "what": spec.note,
                     "status": "skipped" if not ours.available else "failed",
                     "reason": ours_failure,
                     "scenarios": {},
@@ -241,7 +306,14 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             _say(f"{spec.name}: {' '.join(spec.command)}")
             results["servers"][spec.name] = _run_server(
-                spec, context, bodies, tool=tool, warmup_s=warmup_s, duration_s=duration_s, env=env, log_dir=log_dir
+                spec,
+                context,
+                bodies,
+                tool=tool,
+                warmup_s=warmup_s,
+                duration_s=duration_s,
+                env=env,
+                log_dir=log_dir,
             )
 
     results["targets"] = targets.evaluate(results)
@@ -252,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
 
     failed = any(s["status"] == "failed" for s in results["servers"].values())
     errors = any(
-        m.get("error") or m.get("errors") for s in results["servers"].values() for m in s["scenarios"].values()
+        m.get("error") or m.get("errors")
+        for s in results["servers"].values()
+        for m in s["scenarios"].values()
     )
     return 1 if failed or errors else 0

@@ -155,8 +155,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(STOP_TIMEOUT_S)
 
 
-def tree_rss_mib(pid: int) -> float:
-    """Resident memory of ``pid`` and all its descendants, in MiB (Linux /proc)."""
+def tree_memory_mib(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of ``pid`` and all its descendants, in MiB (Linux /proc).
+
+    RSS is what the targets compare; PSS is also kept because forked workers
+    (gunicorn with preload) share pages that a sum of RSS counts twice.
+    """
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -167,15 +171,22 @@ def tree_rss_mib(pid: int) -> float:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
-    total_kib = 0
+    rss_kib = pss_kib = 0
     todo = [pid]
     while todo:
         current = todo.pop()
         todo.extend(children.get(current, []))
-        try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kib += int(line.split()[1])
-        except OSError:
-            continue
-    return total_kib / 1024.0
+        rss_kib += _proc_field(Path(f"/proc/{current}/status"), "VmRSS:")
+        pss_kib += _proc_field(Path(f"/proc/{current}/smaps_rollup"), "Pss:")
+    return rss_kib / 1024.0, pss_kib / 1024.0
+
+
+def _proc_field(path: Path, key: str) -> int:
+    """The kB value of line ``key`` in a /proc file, 0 if it is gone."""
+    try:
+        for line in path.read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

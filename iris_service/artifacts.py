@@ -1,7 +1,7 @@
 """Artifacts on disk: the model file, its JSON manifest, and verified loading.
 
-An artifact is a model file (joblib today; ONNX and skops formats plug into
-``LOADERS``) with a manifest beside it named ``<file>.json``. Loading a pickle
+An artifact is a model file (joblib/pickle, ONNX or skops; one loader per
+format in ``LOADERS``) with a manifest beside it named ``<file>.json``. Loading a pickle
 runs code from the file, so nothing is unpickled before its SHA-256 matches the
 manifest, and the bytes that were hashed are the bytes that are loaded.
 """
@@ -16,10 +16,12 @@ import os
 import platform
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .errors import ArtifactError
@@ -196,17 +198,28 @@ def read_manifest(artifact_path: Path) -> Manifest:
         raise ArtifactError(f"Manifest {path.name} is malformed: {exc}") from None
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """What the operator allows a load to accept; loaders read only what they need."""
+
+    pickle_allowed: bool = True
+    allow_version_mismatch: bool = False
+    skops_trusted_types: tuple[str, ...] = ()
+
+
 def load_verified(
     path: Path | str,
     *,
     pickle_allowed: bool = True,
     allow_version_mismatch: bool = False,
+    skops_trusted_types: Sequence[str] = (),
 ) -> Artifact:
     """Load an artifact after checking its SHA-256 against the manifest.
 
     Unpickling runs code from the file, so the hash is checked first, on the
     same bytes that are then loaded (no window to swap the file in between).
     """
+    options = LoadOptions(pickle_allowed, allow_version_mismatch, tuple(skops_trusted_types))
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"Model artifact {path} does not exist; train one with 'iris-service train'.")
@@ -216,7 +229,7 @@ def load_verified(
             f"Manifest {manifest_path(path).name} describes {manifest.artifact!r}, not {path.name!r}."
         )
     fmt = manifest.format
-    if fmt in PICKLE_FORMATS and not pickle_allowed:
+    if fmt in PICKLE_FORMATS and not options.pickle_allowed:
         raise ArtifactError(
             f"{path.name} is a {fmt} artifact and PICKLE_ALLOWED is off; "
             "serve an ONNX or skops artifact instead (iris-service export-onnx)."
@@ -227,14 +240,14 @@ def load_verified(
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ArtifactError(f"Cannot read artifact {path}: {exc.strerror or exc}") from None
+        raise ArtifactError(f"Cannot read artifact {path.name}: {exc.strerror or exc}") from None
     digest = sha256_bytes(data)
     if digest != manifest.sha256:
         raise ArtifactError(
             f"SHA-256 mismatch for {path.name}: the manifest says {manifest.sha256}, "
             f"the file is {digest}. Refusing to load it."
         )
-    obj = loader(data, manifest, allow_version_mismatch)
+    obj = loader(data, manifest, options)
     return Artifact(obj=obj, manifest=manifest, path=path)
 
 
@@ -266,38 +279,61 @@ def _minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
 
-def _load_joblib(data: bytes, manifest: Manifest, allow_version_mismatch: bool) -> Any:
-    import joblib
+@contextmanager
+def version_guard(manifest: Manifest, allow_mismatch: bool) -> Iterator[None]:
+    """Turn scikit-learn's InconsistentVersionWarning into refuse-or-log.
+
+    scikit-learn only warns when an estimator comes from another version; left
+    alone the warning scrolls past (or, under ``-W error``, crashes oddly), so it
+    becomes the same decision as the manifest's version check.
+    """
     from sklearn.exceptions import InconsistentVersionWarning
 
-    check_sklearn_version(manifest, allow_version_mismatch)
-    # scikit-learn only warns when a pickle comes from another version; that
-    # warning becomes the same refuse-or-log decision as the manifest check.
+    check_sklearn_version(manifest, allow_mismatch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InconsistentVersionWarning)
-        try:
-            obj = joblib.load(io.BytesIO(data))
-        except Exception as exc:  # a verified file that still fails to unpickle
-            raise ArtifactError(f"Cannot unpickle {manifest.artifact}: {exc}") from None
+        yield
     for warning in caught:
         if issubclass(warning.category, InconsistentVersionWarning):
-            if not allow_version_mismatch:
+            if not allow_mismatch:
                 raise ArtifactError(
                     f"{manifest.artifact}: {warning.message} Set ALLOW_VERSION_MISMATCH to serve it anyway."
                 )
             log.warning("%s: %s (ALLOW_VERSION_MISMATCH is set)", manifest.artifact, warning.message)
         else:
-            warnings.warn_explicit(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
-    return obj
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
-#: Format name -> loader(bytes, manifest, allow_version_mismatch) -> model object.
-LOADERS: dict[str, Callable[[bytes, Manifest, bool], Any]] = {
+def _load_joblib(data: bytes, manifest: Manifest, options: LoadOptions) -> Any:
+    import joblib
+
+    with version_guard(manifest, options.allow_version_mismatch):
+        try:
+            return joblib.load(io.BytesIO(data))
+        except Exception as exc:  # a verified file that still fails to unpickle
+            raise ArtifactError(f"Cannot unpickle {manifest.artifact}: {exc}") from None
+
+
+def _load_onnx(data: bytes, manifest: Manifest, options: LoadOptions) -> Any:
+    from .onnx_format import load_session  # onnxruntime is imported only when needed
+
+    return load_session(data, manifest)
+
+
+def _load_skops(data: bytes, manifest: Manifest, options: LoadOptions) -> Any:
+    from .skops_format import load_skops
+
+    with version_guard(manifest, options.allow_version_mismatch):
+        return load_skops(data, manifest, options.skops_trusted_types)
+
+
+#: Format name -> loader(verified bytes, manifest, options) -> model object.
+LOADERS: Mapping[str, Callable[[bytes, Manifest, LoadOptions], Any]] = MappingProxyType({
     "joblib": _load_joblib,
     "pickle": _load_joblib,
-}
+    "onnx": _load_onnx,
+    "skops": _load_skops,
+})
 
 
 def describe_estimator(

@@ -13,6 +13,9 @@ import os
 import time
 from collections import Counter as Tally
 from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import (
@@ -213,8 +216,9 @@ class AppMetrics:
                 )
             batch.observe(rows)
         classes: Sequence[str] | None = g.get("predicted_classes")
-        if classes:
-            for cls, count in Tally(classes).items():
+        counts = Tally(classes).items() if classes else _class_counts(g.get("prediction"), g.get("model"))
+        if counts:
+            for cls, count in counts:
                 self._class_counter(model, version, str(cls)).inc(count)
         elif rows:
             self._class_counter(model, version, "").inc(rows)
@@ -225,6 +229,23 @@ class AppMetrics:
         if child is None:
             child = self._class_children.setdefault(key, self.predictions.labels(*key))
         return child
+
+
+def _class_counts(prediction: Any, model: Any) -> list[tuple[str, int]]:
+    """Rows per class name from the core's ``g.prediction`` and ``g.model``.
+
+    Used when ``g.predicted_classes`` is not set: counting class indices with numpy
+    costs microseconds even for a 10,000-row batch, where building names would not.
+    """
+    indices = getattr(prediction, "classes", None)
+    names = getattr(model, "class_names", None)
+    if indices is None or not names:
+        return []
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or indices.size == 0 or indices.dtype.kind not in "iu" or indices.min() < 0:
+        return []
+    counts = np.bincount(indices, minlength=len(names))
+    return [(names[i], int(count)) for i, count in enumerate(counts[: len(names)]) if count]
 
 
 class NullMetrics:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
 
 EXTENSION_KEY = "iris_tracing"
+SPAN_FACTORY_KEY = "iris_tracing_span"
 TRACER_NAME = "iris_service"
 # Probes and scrapes arrive every few seconds and say nothing about inference.
 # Regexes searched in the full URL, so anchored after the host: a model named
@@ -109,4 +110,7 @@ class Tracing:
             tracer_provider=provider,
             excluded_urls=app.config["TRACING_EXCLUDED_URLS"],
         )
-        app.extensions[EXTENSION_KEY] = TracingState(tracer=provider.get_tracer(TRACER_NAME))
+        tracer = provider.get_tracer(TRACER_NAME)
+        app.extensions[EXTENSION_KEY] = TracingState(tracer=tracer)
+        # inference.run looks this callable up by name: span factory, name -> context manager.
+        app.extensions[SPAN_FACTORY_KEY] = tracer.start_as_current_span

@@ -1,0 +1,93 @@
+"""Gunicorn settings for iris-service on Linux: ``gunicorn -c gunicorn.conf.py``.
+
+Each value can be overridden from the environment (``GUNICORN_*``), so the image and
+the Kubernetes manifests tune the server without editing this file.
+"""
+
+import os
+from pathlib import Path
+
+# The WSGI entry point, so the command line needs no app argument.
+wsgi_app = "wsgi:app"
+
+# Loopback by default, so a developer's run is not exposed; the image sets 0.0.0.0:8080.
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:5000")
+
+# Processes give CPU parallelism for numpy/sklearn code that holds the GIL; two per
+# container, and scale out with more pods (the HPA) rather than more workers.
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+
+# Threads overlap request I/O and JSON work inside a worker, and keep /health/live
+# answering while another thread predicts; gthread also handles keep-alive.
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+
+# A worker silent this long (seconds) is killed and replaced: far above any single
+# prediction, low enough that a hung worker does not hold requests for minutes.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+
+# Time for in-flight requests to finish after SIGTERM; kept below the pod's
+# terminationGracePeriodSeconds minus its preStop sleep, so Kubernetes never SIGKILLs
+# a draining worker.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+
+# Seconds to hold an idle keep-alive connection: lets a client or sidecar reuse its
+# connection for the next prediction without pinning threads to idle clients.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+
+# The app (and the model) is built once in the master and shared copy-on-write by the
+# forked workers: less memory, and a model that fails to load stops the start.
+preload_app = True
+
+# The app writes one structured line per request (iris_service.requests), so
+# gunicorn's own access log would only duplicate it.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+# Worker heartbeats on tmpfs: a disk-backed /tmp (overlayfs in containers) can stall
+# them long enough to get healthy workers killed.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_PREPARED_BY = "IRIS_MULTIPROC_DIR_PREPARED_BY"
+
+
+def _prepare_multiproc_dir() -> None:
+    """Create PROMETHEUS_MULTIPROC_DIR and delete a previous run's metric files.
+
+    Runs while this file is read, before the app loads: with preload_app the master
+    builds the app (and writes its model-load metrics) in Arbiter.setup(), before
+    on_starting fires, so a wipe there would delete live data. A HUP re-reads this
+    file in the same master; the marker keeps that from wiping live workers' files.
+    """
+    path = os.environ.get(_MULTIPROC_ENV)
+    if not path or os.environ.get(_PREPARED_BY) == str(os.getpid()):
+        return
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[_PREPARED_BY] = str(os.getpid())
+
+
+_prepare_multiproc_dir()
+
+
+def on_starting(server):
+    """Say where the workers' metrics are aggregated, or that they are not."""
+    path = os.environ.get(_MULTIPROC_ENV)
+    if path:
+        server.log.info("Prometheus multiprocess metrics in %s", path)
+    elif workers > 1:
+        server.log.warning(
+            "%s is not set: each /metrics scrape shows one worker's counts only", _MULTIPROC_ENV
+        )
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (in-flight requests) from the aggregate."""
+    if os.environ.get(_MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

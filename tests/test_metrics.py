@@ -1,0 +1,372 @@
+"""Metrics: exact counts after known traffic, per-app registries, multiprocess aggregation."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from flask import Flask, current_app, g, request
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from iris_service.metrics import EXTENSION_KEY, UNMATCHED_ENDPOINT, Metrics, NullMetrics
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ("setosa", "versicolor", "virginica")
+
+
+def make_app(**config: object) -> Flask:
+    """A stand-in for the core: /predict sets the ``g`` fields the way inference.run does."""
+    app = Flask(__name__)
+    app.config.update({"TESTING": True, **config})
+    Metrics().init_app(app)
+
+    @app.post("/predict")
+    def predict() -> dict[str, object]:
+        rows = request.get_json()["instances"]
+        g.model_name, g.model_version = "iris", "1"
+        g.batch_size = len(rows)
+        if any(label not in range(3) for label in rows):
+            return {"error": "bad row"}, 400
+        g.predicted_classes = [CLASSES[label] for label in rows]
+        return {"predictions": g.predicted_classes}
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    @app.get("/in-flight")
+    def in_flight() -> dict[str, float]:
+        registry = current_app.extensions[EXTENSION_KEY].registry
+        return {"value": sample(generate_latest(registry).decode(), "iris_http_requests_in_flight")}
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    @app.errorhandler(RuntimeError)
+    def on_error(exc: RuntimeError) -> tuple[dict[str, str], int]:
+        return {"error": str(exc)}, 500
+
+    return app
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a scrape, keyed by (name, labels)."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(text: str, metric: str, /, **labels: str) -> float:
+    """One sample's value; 0 when the series does not exist (never incremented)."""
+    return samples(text).get((metric, frozenset(labels.items())), 0.0)
+
+
+def scrape(client) -> str:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_known_traffic_gives_exact_counts() -> None:
+    client = make_app().test_client()
+    for batch in ([0], [0, 1, 2, 2], [2, 2]):
+        assert client.post("/predict", json={"instances": batch}).status_code == 200
+    assert client.post("/predict", json={"instances": [0, 7]}).status_code == 400
+    for item_id in (1, 2, 3):
+        assert client.get(f"/items/{item_id}").status_code == 200
+    assert client.get("/nowhere").status_code == 404
+    assert client.get("/boom").status_code == 500
+    client.get("/metrics")  # scrapes are not counted
+
+    text = scrape(client)
+    requests_total = "iris_http_requests_total"
+    assert sample(text, requests_total, endpoint="/predict", method="POST", status="200") == 3
+    assert sample(text, requests_total, endpoint="/predict", method="POST", status="400") == 1
+    # The url rule, not the raw path: three ids, one series.
+    assert sample(text, requests_total, endpoint="/items/<int:item_id>", method="GET", status="200") == 3
+    assert sample(text, requests_total, endpoint=UNMATCHED_ENDPOINT, method="GET", status="404") == 1
+    assert sample(text, requests_total, endpoint="/boom", method="GET", status="500") == 1
+    assert not any(
+        labels and dict(labels).get("endpoint") == "/metrics" for _, labels in samples(text)
+    )
+    latency = "iris_http_request_duration_seconds"
+    assert sample(text, f"{latency}_count", endpoint="/predict", method="POST", status="200") == 3
+    assert sample(text, f"{latency}_bucket", endpoint="/predict", method="POST", status="200", le="+Inf") == 3
+    assert 0 < sample(text, f"{latency}_sum", endpoint="/predict", method="POST", status="200") < 5
+
+    # Predictions: successful requests only, one count per row and class.
+    predictions = "iris_predictions_total"
+    assert sample(text, predictions, model="iris", version="1", **{"class": "setosa"}) == 2
+    assert sample(text, predictions, model="iris", version="1", **{"class": "versicolor"}) == 1
+    assert sample(text, predictions, model="iris", version="1", **{"class": "virginica"}) == 4
+    batch = "iris_prediction_batch_size"
+    assert sample(text, f"{batch}_count", model="iris", version="1") == 3
+    assert sample(text, f"{batch}_sum", model="iris", version="1") == 7
+    assert sample(text, f"{batch}_bucket", model="iris", version="1", le="1.0") == 1
+    assert sample(text, f"{batch}_bucket", model="iris", version="1", le="2.0") == 2
+    assert sample(text, "iris_http_requests_in_flight") == 0
+
+
+def test_in_flight_counts_the_current_request() -> None:
+    client = make_app().test_client()
+    assert client.get("/in-flight").get_json() == {"value": 1.0}
+    assert sample(scrape(client), "iris_http_requests_in_flight") == 0
+
+
+def test_unknown_methods_share_one_label() -> None:
+    client = make_app().test_client()
+    assert client.open("/predict", method="BREW").status_code == 405
+    assert client.open("/predict", method="PROPFIND").status_code == 405
+    text = scrape(client)
+    assert sample(text, "iris_http_requests_total", endpoint=UNMATCHED_ENDPOINT, method="other", status="405") == 2
+
+
+def test_class_counts_fall_back_to_the_core_prediction() -> None:
+    """Without g.predicted_classes, class indices and the model's class names are counted."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    app = make_app()
+
+    @app.post("/core-predict")
+    def core_predict() -> dict[str, str]:
+        g.model_name, g.model_version, g.batch_size = "iris", "2", 5
+        g.prediction = SimpleNamespace(classes=np.array([2, 0, 2, 2, 0]))
+        g.model = SimpleNamespace(class_names=CLASSES)
+        return {}
+
+    client = app.test_client()
+    client.post("/core-predict")
+    text = scrape(client)
+    assert sample(text, "iris_predictions_total", model="iris", version="2", **{"class": "setosa"}) == 2
+    assert sample(text, "iris_predictions_total", model="iris", version="2", **{"class": "virginica"}) == 3
+    assert sample(text, "iris_predictions_total", model="iris", version="2", **{"class": "versicolor"}) == 0
+
+
+def test_model_loads_and_info() -> None:
+    app = make_app()
+    metrics = app.extensions[EXTENSION_KEY]
+    metrics.model_loaded("iris", "1", "1.5.2", True)
+    metrics.model_loaded("iris", "2", "1.5.2", False, reload=True)
+    metrics.model_loaded("iris", "2", "1.5.2", True, reload=True)
+    metrics.model_unloaded("iris", "1", "1.5.2")
+
+    text = scrape(app.test_client())
+    loads = "iris_model_loads_total"
+    assert sample(text, loads, model="iris", kind="load", result="success") == 1
+    assert sample(text, loads, model="iris", kind="reload", result="failure") == 1
+    assert sample(text, loads, model="iris", kind="reload", result="success") == 1
+    assert sample(text, "iris_model_info", name="iris", version="2", sklearn_version="1.5.2") == 1
+    assert sample(text, "iris_model_info", name="iris", version="1", sklearn_version="1.5.2") == 0
+    assert ("iris_model_info", frozenset({("name", "iris"), ("version", "1"), ("sklearn_version", "1.5.2")})) in samples(text)
+
+
+def test_two_apps_in_one_process_keep_their_own_counts() -> None:
+    first, second = make_app().test_client(), make_app().test_client()
+    first.post("/predict", json={"instances": [0]})
+    first.post("/predict", json={"instances": [1]})
+    second.post("/predict", json={"instances": [2]})
+    labels = {"endpoint": "/predict", "method": "POST", "status": "200"}
+    assert sample(scrape(first), "iris_http_requests_total", **labels) == 2
+    assert sample(scrape(second), "iris_http_requests_total", **labels) == 1
+
+
+def test_metrics_disabled_has_no_route_and_a_no_op_extension() -> None:
+    app = make_app(METRICS_ENABLED=False)
+    client = app.test_client()
+    assert client.post("/predict", json={"instances": [0]}).status_code == 200
+    assert client.get("/metrics").status_code == 404
+    assert isinstance(app.extensions[EXTENSION_KEY], NullMetrics)
+    app.extensions[EXTENSION_KEY].model_loaded("iris", "1", "1.5.2", True)
+
+
+def test_openmetrics_is_served_when_asked_for() -> None:
+    client = make_app().test_client()
+    client.post("/predict", json={"instances": [0]})
+    response = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert response.get_data(as_text=True).endswith("# EOF\n")
+    plain = client.get("/metrics")
+    assert plain.headers["Content-Type"].startswith("text/plain")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.server
+def test_waitress_threads_lose_no_counts() -> None:
+    """Concurrent requests on waitress's thread pool are all counted."""
+    from waitress import create_server
+
+    app = make_app()
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.effective_port}"
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool, requests.Session() as session:
+            statuses = list(
+                pool.map(lambda i: session.post(f"{base}/predict", json={"instances": [i % 3]}, timeout=10).status_code, range(200))
+            )
+        assert statuses == [200] * 200
+        text = requests.get(f"{base}/metrics", timeout=10).text
+    finally:
+        server.close()
+        thread.join(timeout=10)
+    assert sample(text, "iris_http_requests_total", endpoint="/predict", method="POST", status="200") == 200
+    assert sum(sample(text, "iris_predictions_total", model="iris", version="1", **{"class": c}) for c in CLASSES) == 200
+    assert sample(text, "iris_http_requests_in_flight") == 0
+
+
+# A process of the multiprocess tests: sends N requests to its own app, or scrapes.
+_WORKER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_metrics import make_app
+    app = make_app()
+    client = app.test_client()
+    if sys.argv[1] == "scrape":
+        sys.stdout.write(client.get("/metrics").get_data(as_text=True))
+    else:
+        app.extensions["iris_metrics"].model_loaded("iris", "1", "1.5.2", True)
+        for i in range(int(sys.argv[1])):
+            assert client.post("/predict", json={{"instances": [i % 3]}}).status_code == 200
+    """
+).format(tests=str(ROOT / "tests"))
+
+
+def run_worker(arg: str, multiproc_dir: Path) -> str:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    done = subprocess.run(
+        [sys.executable, "-c", _WORKER, arg], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_multiprocess_mode_aggregates_every_process(tmp_path: Path) -> None:
+    """Two processes count, a third (another worker) scrapes their sum."""
+    multiproc_dir = tmp_path / "metrics"
+    multiproc_dir.mkdir()
+    run_worker("4", multiproc_dir)
+    run_worker("6", multiproc_dir)
+    text = run_worker("scrape", multiproc_dir)
+
+    assert sample(text, "iris_http_requests_total", endpoint="/predict", method="POST", status="200") == 10
+    assert sample(text, "iris_http_request_duration_seconds_count", endpoint="/predict", method="POST", status="200") == 10
+    # Rows 0..3 and 0..5 by i % 3: setosa 2 + 2, versicolor 1 + 2, virginica 1 + 2.
+    counts = {c: sample(text, "iris_predictions_total", model="iris", version="1", **{"class": c}) for c in CLASSES}
+    assert counts == {"setosa": 4, "versicolor": 3, "virginica": 3}
+    assert sample(text, "iris_model_loads_total", model="iris", kind="load", result="success") == 2
+    assert sample(text, "iris_model_info", name="iris", version="1", sklearn_version="1.5.2") == 1
+    assert sample(text, "iris_http_requests_in_flight") == 0
+
+
+def test_missing_multiprocess_dir_fails_at_startup(tmp_path: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "absent")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    code = "from flask import Flask\nfrom iris_service.metrics import Metrics\nMetrics().init_app(Flask('x'))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "PROMETHEUS_MULTIPROC_DIR" in done.stderr and "not a directory" in done.stderr
+
+
+# The app gunicorn serves in the end-to-end test: counts a model load at import,
+# which with preload_app happens once, in the master.
+_GUNICORN_APP = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_metrics import make_app
+    app = make_app(TESTING=False)
+    app.extensions["iris_metrics"].model_loaded("iris", "1", "1.5.2", True)
+    """
+).format(tests=str(ROOT / "tests"))
+
+
+@pytest.fixture
+def gunicorn_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """gunicorn with gunicorn.conf.py, 2 workers, multiprocess metrics; stopped by its PID."""
+    if sys.platform == "win32":
+        pytest.skip("gunicorn does not run on Windows")
+    pytest.importorskip("gunicorn")
+    (tmp_path / "e2e_app.py").write_text(_GUNICORN_APP)
+    multiproc_dir = tmp_path / "metrics"
+    multiproc_dir.mkdir()
+    (multiproc_dir / "counter_999999.db").write_bytes(b"stale")  # a previous run's file
+    port = free_port()
+    env = {
+        **os.environ,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_THREADS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+    }
+    env.pop("IRIS_MULTIPROC_DIR_PREPARED_BY", None)
+    log = (tmp_path / "gunicorn.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(tmp_path), "e2e_app:app"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            try:
+                if requests.get(f"{base}/metrics", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not answer in 30 s"
+            time.sleep(0.1)
+        yield base, multiproc_dir
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
+
+
+@pytest.mark.server
+def test_gunicorn_workers_are_aggregated(gunicorn_server: tuple[str, Path]) -> None:
+    base, multiproc_dir = gunicorn_server
+    assert not (multiproc_dir / "counter_999999.db").exists(), "stale files are wiped at start"
+    for i in range(20):
+        # A new connection each time, so the kernel may hand it to either worker.
+        assert requests.post(f"{base}/predict", json={"instances": [i % 3]}, timeout=10).status_code == 200
+        assert requests.get(f"{base}/items/{i}", timeout=10).status_code == 200
+    labels = {"endpoint": "/predict", "method": "POST", "status": "200"}
+    for _ in range(4):  # whichever worker answers the scrape, it reports all of them
+        text = requests.get(f"{base}/metrics", timeout=10, headers={"Connection": "close"}).text
+        assert sample(text, "iris_http_requests_total", **labels) == 20
+        assert sample(text, "iris_http_requests_total", endpoint="/items/<int:item_id>", method="GET", status="200") == 20
+        # Loaded once, in the preloading master, and not wiped by the start-up cleanup.
+        assert sample(text, "iris_model_loads_total", model="iris", kind="load", result="success") == 1
+        assert sample(text, "iris_model_info", name="iris", version="1", sklearn_version="1.5.2") == 1

@@ -1,0 +1,208 @@
+"""Request log: one JSON line per request, ids on every response, nothing secret logged."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+from flask import Flask, g, request
+
+from iris_service.request_log import LOGGER_NAME, REQUEST_ID_HEADER, RequestLog, request_id
+
+GENERATED_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class Lines(logging.Handler):
+    """Keeps the formatted lines the request logger emits."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+        self.levels: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.levels.append(record.levelno)
+
+    def records(self) -> list[dict[str, object]]:
+        return [orjson.loads(line) for line in self.lines]
+
+
+@pytest.fixture
+def log() -> Iterator[Lines]:
+    handler = Lines()
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def make_app(**config: object) -> Flask:
+    """A stand-in for the core: /predict sets the ``g`` fields the way inference.run does."""
+    app = Flask(__name__)
+    app.config.update({"TESTING": True, **config})
+    RequestLog().init_app(app)
+
+    @app.post("/predict")
+    def predict() -> dict[str, object]:
+        rows = request.get_json()["instances"]
+        g.model_name, g.model_version, g.batch_size = "iris", "1", len(rows)
+        return {"predictions": ["setosa"] * len(rows), "request_id": g.request_id}
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    return app
+
+
+def with_error_handler(app: Flask) -> Flask:
+    @app.errorhandler(RuntimeError)
+    def on_error(exc: RuntimeError) -> tuple[dict[str, str], int]:
+        return {"error": str(exc), "request_id": request_id()}, 500
+
+    return app
+
+
+def test_one_json_line_per_request_with_the_fields(log: Lines) -> None:
+    client = make_app().test_client()
+    before = datetime.now(timezone.utc)
+    response = client.post("/predict", json={"instances": [[1, 2, 3, 4]] * 3})
+    assert response.status_code == 200
+    [record] = log.records()
+    assert set(record) == {
+        "time", "level", "request_id", "method", "path", "status", "duration_ms",
+        "model", "model_version", "batch_size", "remote_addr",
+    }  # fmt: skip
+    assert record["request_id"] == response.headers[REQUEST_ID_HEADER] == response.get_json()["request_id"]
+    assert GENERATED_ID.fullmatch(str(record["request_id"]))
+    assert record["method"] == "POST" and record["path"] == "/predict" and record["status"] == 200
+    assert record["model"] == "iris" and record["model_version"] == "1" and record["batch_size"] == 3
+    assert record["remote_addr"] == "127.0.0.1"
+    assert record["level"] == "INFO"
+    assert isinstance(record["duration_ms"], float) and 0 <= record["duration_ms"] < 5000
+    assert str(record["time"]).endswith("Z")
+    logged = datetime.fromisoformat(str(record["time"]).replace("Z", "+00:00"))
+    assert abs((logged - before).total_seconds()) < 5
+
+
+def test_requests_without_a_model_log_nulls(log: Lines) -> None:
+    make_app().test_client().get("/nowhere")
+    [record] = log.records()
+    assert record["status"] == 404
+    assert record["model"] is None and record["batch_size"] is None
+
+
+def test_a_valid_request_id_is_echoed(log: Lines) -> None:
+    rid = "abc-DEF_123.x" + "9" * 100
+    response = make_app().test_client().post(
+        "/predict", json={"instances": [[0]]}, headers={REQUEST_ID_HEADER: rid}
+    )
+    assert response.headers[REQUEST_ID_HEADER] == rid
+    assert response.get_json()["request_id"] == rid
+    assert log.records()[0]["request_id"] == rid
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    ["a" * 129, "has space", "slash/here", "semi;colon", "ünïcode", "quote\"d", "<script>", ""],
+)
+def test_an_invalid_request_id_is_replaced(log: Lines, bad_id: str) -> None:
+    response = make_app().test_client().post(
+        "/predict", json={"instances": [[0]]}, headers={REQUEST_ID_HEADER: bad_id}
+    )
+    rid = response.headers[REQUEST_ID_HEADER]
+    assert GENERATED_ID.fullmatch(rid)
+    assert log.records()[0]["request_id"] == rid
+
+
+def test_the_id_is_on_a_404(log: Lines) -> None:
+    response = make_app().test_client().get("/nowhere", headers={REQUEST_ID_HEADER: "lost-1"})
+    assert response.status_code == 404
+    assert response.headers[REQUEST_ID_HEADER] == "lost-1"
+    assert log.records()[0]["request_id"] == "lost-1"
+
+
+def test_the_id_is_on_a_500_from_an_error_handler(log: Lines) -> None:
+    response = with_error_handler(make_app()).test_client().get("/boom", headers={REQUEST_ID_HEADER: "err-1"})
+    assert response.status_code == 500
+    assert response.headers[REQUEST_ID_HEADER] == "err-1"
+    assert response.get_json() == {"error": "boom", "request_id": "err-1"}
+    [record] = log.records()
+    assert record["status"] == 500 and record["request_id"] == "err-1" and record["level"] == "ERROR"
+    assert log.levels == [logging.ERROR]
+
+
+def test_the_id_is_on_flasks_own_500(log: Lines, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No handler at all: Flask's InternalServerError page still passes through after_request."""
+    app = make_app(TESTING=False)
+    monkeypatch.setattr(app.logger, "disabled", True)  # Flask logs the traceback; not our subject
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    rid = response.headers[REQUEST_ID_HEADER]
+    assert GENERATED_ID.fullmatch(rid)
+    assert log.records()[0]["request_id"] == rid
+
+
+def test_no_body_no_credentials_no_query_in_the_line(log: Lines) -> None:
+    make_app().test_client().post(
+        "/predict?api_key=QUERYSECRET",
+        json={"instances": [[1]], "note": "BODYSECRET"},
+        headers={"Authorization": "Bearer TOKENSECRET", "X-API-Key": "KEYSECRET"},
+    )
+    [line] = log.lines
+    for secret in ("QUERYSECRET", "BODYSECRET", "TOKENSECRET", "KEYSECRET", "api_key", "Bearer"):
+        assert secret not in line
+
+
+def test_text_format_is_one_readable_line(log: Lines) -> None:
+    make_app(LOG_FORMAT="text").test_client().post(
+        "/predict", json={"instances": [[1], [2]]}, headers={REQUEST_ID_HEADER: "txt-1"}
+    )
+    [line] = log.lines
+    assert re.fullmatch(
+        r"\S+Z INFO txt-1 POST /predict 200 [0-9.]+ms client=127\.0\.0\.1 model=iris@1 rows=2", line
+    ), line
+
+
+def test_text_format_escapes_control_characters(log: Lines) -> None:
+    make_app(LOG_FORMAT="text").test_client().get("/evil%0Afake%20line")
+    [line] = log.lines
+    assert "\n" not in line and "/evil\\nfake line" in line
+
+
+def test_log_level_filters_lines(log: Lines) -> None:
+    client = with_error_handler(make_app(LOG_LEVEL="WARNING")).test_client()
+    client.post("/predict", json={"instances": [[1]]})
+    client.get("/boom")
+    assert [record["status"] for record in log.records()] == [500]
+
+
+def test_init_app_twice_keeps_one_handler_and_each_apps_format(log: Lines) -> None:
+    json_client = make_app().test_client()
+    text_client = make_app(LOG_FORMAT="text").test_client()
+    logger = logging.getLogger(LOGGER_NAME)
+    ours = [h for h in logger.handlers if type(h).__module__ == "iris_service.request_log"]
+    assert len(ours) == 1
+    assert logger.propagate is False
+    json_client.get("/nowhere")
+    text_client.get("/nowhere")
+    assert log.lines[0].startswith("{") and not log.lines[1].startswith("{")
+
+
+def test_lines_reach_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    make_app().test_client().get("/nowhere", headers={REQUEST_ID_HEADER: "to-stderr"})
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [orjson.loads(line)["request_id"] for line in err] == ["to-stderr"]
+
+
+@pytest.mark.parametrize("config", [{"LOG_FORMAT": "xml"}, {"LOG_LEVEL": "LOUD"}])
+def test_bad_settings_fail_at_startup(config: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        make_app(**config)
