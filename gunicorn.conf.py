@@ -49,6 +49,11 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # them long enough to get healthy workers killed.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
+# No control socket (gunicorn >= 25.1 opens one under $HOME): the container has no
+# writable home, and signals or the orchestrator already manage the workers.
+# Older gunicorn ignores the unknown setting.
+control_socket_disable = True
+
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _PREPARED_BY = "IRIS_MULTIPROC_DIR_PREPARED_BY"
 

@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = 1
 PICKLE_FORMATS = frozenset({"joblib", "pickle"})
-_SUFFIX_FORMATS = {".joblib": "joblib", ".pkl": "pickle", ".pickle": "pickle", ".onnx": "onnx", ".skops": "skops"}
+#: File suffix -> artifact format.
+SUFFIX_FORMATS: Mapping[str, str] = MappingProxyType(
+    {".joblib": "joblib", ".pkl": "pickle", ".pickle": "pickle", ".onnx": "onnx", ".skops": "skops"}
+)
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,40 @@ class Manifest:
         ]
         if missing:
             raise ValueError(f"missing keys: {', '.join(missing)}")
+        _check_types(data)
         values = {k: v for k, v in data.items() if k in known}
         for key in ("feature_names", "class_names", "classes", "input_schema"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         values["version"] = str(values["version"])
         return cls(**values)
+
+
+def _check_types(data: Mapping[str, Any]) -> None:
+    """Reject manifests whose fields have the wrong JSON types.
+
+    A hand-edited manifest with ``"feature_names": "abc"`` would otherwise load
+    and serve a three-feature model; better a clear error at startup.
+    """
+    for key in ("name", "version", "artifact", "format", "sha256", "estimator", "task"):
+        value = data.get(key)
+        allowed = str | int if key == "version" else str  # "version": 2 is a natural thing to write
+        if key in data and (isinstance(value, bool) or not isinstance(value, allowed)):
+            raise ValueError(f"{key} must be a string")
+    sha = data.get("sha256")
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise ValueError("sha256 must be 64 lowercase hex digits")
+    names = data.get("feature_names")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise ValueError("feature_names must be a non-empty list of strings")
+    if data.get("task") not in ("classification", "regression"):
+        raise ValueError("task must be 'classification' or 'regression'")
+    for key in ("class_names", "classes", "input_schema"):
+        if data.get(key) is not None and not isinstance(data[key], list):
+            raise ValueError(f"{key} must be a list")
+    for key in ("training", "metrics", "versions"):
+        if key in data and not isinstance(data[key], dict):
+            raise ValueError(f"{key} must be an object")
 
 
 @dataclass(frozen=True)
@@ -106,11 +137,11 @@ def manifest_path(artifact_path: Path) -> Path:
 
 def format_for(path: Path) -> str:
     try:
-        return _SUFFIX_FORMATS[path.suffix.lower()]
+        return SUFFIX_FORMATS[path.suffix.lower()]
     except KeyError:
         raise ArtifactError(
             f"Unknown artifact type {path.suffix!r} for {path.name}; "
-            f"use one of {', '.join(sorted(_SUFFIX_FORMATS))}."
+            f"use one of {', '.join(sorted(SUFFIX_FORMATS))}."
         ) from None
 
 
@@ -222,7 +253,8 @@ def load_verified(
     options = LoadOptions(pickle_allowed, allow_version_mismatch, tuple(skops_trusted_types))
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"Model artifact {path} does not exist; train one with 'iris-service train'.")
+        # Messages name the file, not its folder: they reach HTTP clients via reload and readiness.
+        raise ArtifactError(f"Model artifact {path.name} does not exist; train one with 'iris-service train'.")
     manifest = read_manifest(path)
     if manifest.artifact != path.name:
         raise ArtifactError(

@@ -22,7 +22,12 @@ def main() -> None:
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 1024), help="Worker threads.")
 @click.option("--env", "env", type=click.Choice(["development", "testing", "production"]), default=None,
               help=f"Config environment (default: ${ENV_VAR} or development).")
-def serve(host: str, port: int, threads: int, env: str | None) -> None:
+@click.option("--channel-timeout", default=120, show_default=True, type=click.IntRange(1),
+              help="Seconds of client silence before a connection is closed (slow clients).")
+@click.option("--connection-limit", default=100, show_default=True, type=click.IntRange(1),
+              help="Open connections accepted at once; more wait in the listen backlog.")
+def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: int,
+          connection_limit: int) -> None:
     """Serve the app with waitress (works on Linux, macOS and Windows)."""
     import waitress
 
@@ -34,7 +39,12 @@ def serve(host: str, port: int, threads: int, env: str | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"iris-service serving on http://{host}:{port} ({threads} threads)", err=True)
-    waitress.serve(app, host=host, port=port, threads=threads, ident="iris-service")
+    # Slow clients are buffered by waitress's event loop, not a worker thread; idle
+    # ones are closed when it next looks (every cleanup_interval, 30 s by default),
+    # so look at least every channel timeout.
+    waitress.serve(app, host=host, port=port, threads=threads, ident="iris-service",
+                   channel_timeout=channel_timeout, connection_limit=connection_limit,
+                   cleanup_interval=min(30, channel_timeout))
 
 
 @main.command()
@@ -47,7 +57,8 @@ def serve(host: str, port: int, threads: int, env: str | None) -> None:
 @click.option("--version", "version", default=None, help="Model version (default: a UTC timestamp).")
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option("--n-estimators", default=100, show_default=True, type=click.IntRange(1), help="Trees (random_forest).")
-@click.option("--format", "fmt", type=click.Choice(["joblib"]), default="joblib", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["joblib", "onnx", "skops"]), default="joblib",
+              show_default=True, help="onnx and skops artifacts load without running code.")
 def train(out: Path | None, model_dir: Path | None, kind: str, name: str, version: str | None,
           seed: int, n_estimators: int, fmt: str) -> None:
     """Train a model on the Iris data set and write a verified artifact."""
@@ -59,7 +70,7 @@ def train(out: Path | None, model_dir: Path | None, kind: str, name: str, versio
     if model_dir is not None:
         out = model_dir / name / version / f"model.{fmt}"
     elif out is None:
-        out = default_model_path(instance_path())
+        out = default_model_path(instance_path()).with_suffix(f".{fmt}")
     result = training.train(out, kind=kind, name=name, version=version, seed=seed,
                             n_estimators=n_estimators, fmt=fmt)
     click.echo(f"trained {kind} {name} {result.manifest.version}: held-out accuracy {result.accuracy:.4f}")
@@ -99,6 +110,73 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
     click.echo(f"registered {name} {manifest.version}: {manifest.estimator} ({kind}, "
                f"{manifest.n_features} features{classes})")
     click.echo(f"wrote {target}")
+
+
+@main.command("export-onnx")
+@click.argument("name")
+@click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Registry folder (default: the instance folder's models/).")
+@click.option("--version", "version", default=None, help="Version to export (default: the newest).")
+def export_onnx(name: str, model_dir: Path | None, version: str | None) -> None:
+    """Convert a registered model to ONNX, check it matches, write model.onnx beside it.
+
+    Served with PICKLE_ALLOWED=false, the ONNX artifact answers the same
+    requests with the same classes, without ever unpickling anything.
+    """
+    from .errors import IrisServiceError
+    from .onnx_format import export_artifact
+    from .registry import ModelSource, source_artifact
+
+    source = ModelSource(name=name, model_dir=(model_dir or instance_path() / "models") / name)
+    try:
+        manifest, target = export_artifact(source_artifact(source, version))
+    except IrisServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    check = manifest.training["onnx_export"]
+    click.echo(f"exported {name} {manifest.version} to ONNX: checked on {check['sample']}, "
+               f"classes equal, largest difference {check['max_abs_diff']:.2g}")
+    click.echo(f"wrote {target}")
+
+
+@main.command("predict-file")
+@click.argument("source", metavar="INPUT")
+@click.option("--out", "output", required=True, type=click.Path(path_type=Path),
+              help="Output file (.csv/.parquet); a folder of parts with --engine dask.")
+@click.option("--model", "model_name", default=None, help="Model name (default: the server's default model).")
+@click.option("--chunk-size", default=100_000, show_default=True, type=click.IntRange(1),
+              help="Rows per chunk (local engine).")
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+              help="skip: write bad rows to <out>.rejects.csv (dask: <out>.rejects/) with the reason.")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True)
+@click.option("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster).")
+@click.option("--env", "env", type=click.Choice(["development", "testing", "production"]), default=None,
+              help=f"Config environment for the model settings (default: ${ENV_VAR} or development).")
+def predict_file(source: str, output: Path, model_name: str | None, chunk_size: int, force: bool, quiet: bool,
+                 on_error: str, engine: str, scheduler: str | None, env: str | None) -> None:
+    """Score a CSV or Parquet file with the model the server would serve."""
+    from . import create_app
+    from .config import ConfigError
+    from .errors import IrisServiceError
+    from .filescoring import score_file, score_file_dask
+
+    if scheduler and engine != "dask":
+        raise click.UsageError("--scheduler needs --engine dask.")
+    try:
+        model = create_app(env).extensions["iris_service"].get(model_name)
+        if engine == "dask":
+            report = score_file_dask(source, output, model, scheduler=scheduler, force=force, on_error=on_error)
+        else:
+            report = score_file(Path(source), output, model, chunk_size=chunk_size, force=force,
+                                on_error=on_error, progress=False if quiet else None)
+    except (ConfigError, IrisServiceError) as exc:
+        raise click.ClickException(str(exc)) from None
+    rate = report.rows / report.seconds if report.seconds else 0.0
+    click.echo(f"scored {report.rows} rows with {model.name} {model.version} in {report.seconds:.1f}s "
+               f"({rate:,.0f} rows/s); wrote {report.output}", err=quiet)
+    if report.rejects is not None:
+        click.echo(f"rejected {report.rejected} rows; wrote {report.rejects}", err=quiet)
 
 
 def run(args: list[str] | None = None) -> Any:  # pragma: no cover - console entry point

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask.helpers import get_debug_flag
 
 ENV_PREFIX = "IRIS_SERVICE"
 ENV_VAR = f"{ENV_PREFIX}_ENV"
@@ -47,11 +48,18 @@ class Config:
     DEFAULT_MODEL: str | None = None
     PICKLE_ALLOWED = True
     ALLOW_VERSION_MISMATCH = False
+    SKOPS_TRUSTED_TYPES: list[str] = []  # trusted beyond skops_format.TRUSTED_TYPES
     MAX_BATCH_SIZE = 10_000
     # 10,000 rows of 4 numbers is ~400 kB of JSON; 16 MiB leaves room for wide models.
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     ADMIN_TOKEN: str | None = None
+    # API keys for every route but the probes and docs (IRIS_SERVICE_API_KEYS=key1,key2).
     API_KEYS: list[str] = []
+    API_KEYS_PROTECT_PROBES = False  # True: /health* and /metrics need a key too
+    API_KEYS_PROTECT_DOCS = False  # True: /openapi.json, /docs and the page at / too
+    COMPRESS_RESPONSES = True
+    COMPRESS_MIN_SIZE = 1024  # bytes; smaller answers are not worth a gzip header
+    COMPRESS_LEVEL = 5
     METRICS_ENABLED = True
     LOG_LEVEL = "INFO"
     LOG_FORMAT = "json"
@@ -140,6 +148,9 @@ def load_config(app: Flask, config: str | type | Mapping[str, Any] | None) -> No
         # Whatever instance files or variables say, the debugger never runs here.
         app.config["DEBUG"] = False
         app.debug = False
+        if get_debug_flag():
+            # `flask run` would wrap the app in the Werkzeug debugger (a remote shell).
+            raise ConfigError("FLASK_DEBUG is set: production never runs with the debugger.")
         if not _model_configured(app.config):
             raise ConfigError(
                 "Production needs a model: set IRIS_SERVICE_MODEL_PATH to a trained "

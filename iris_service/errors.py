@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 #: Blueprints whose protocol specifies ``{"error": message}`` bodies.
 PLAIN_ERROR_BLUEPRINTS = frozenset({"v1", "v2", "mlflow"})
+#: Their URL prefixes: routing errors (404/405) happen before any blueprint is chosen.
+PLAIN_ERROR_PATHS = ("/v1/", "/v2/", "/invocations", "/ping", "/version")
+#: The message of webargs' validation errors; the field errors say the rest.
+INVALID_BODY = "The request body is not valid; see errors."
 
 
 class IrisServiceError(Exception):
@@ -112,7 +116,9 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """Build the JSON error body in the shape the current route's protocol uses."""
-    if request.blueprint in PLAIN_ERROR_BLUEPRINTS:
+    if request.blueprint in PLAIN_ERROR_BLUEPRINTS or (
+        request.blueprint is None and (request.path == "/v2" or request.path.startswith(PLAIN_ERROR_PATHS))
+    ):
         payload: dict[str, Any] = {"error": _flatten(message, errors)}
     else:
         payload = {
@@ -164,7 +170,7 @@ def _handle_unexpected(error: BaseException) -> Response:
 
 def _message_for(error: HTTPException, errors: Any) -> str:
     if errors:
-        return "The request body is not valid; see errors."
+        return INVALID_BODY
     if error.code == 404:
         return f"No route for {request.method} {request.path}."
     if error.code == 405:
@@ -176,8 +182,12 @@ def _message_for(error: HTTPException, errors: Any) -> str:
 
 
 def _flatten(message: str, errors: Mapping[str, Any] | None) -> str:
-    """One readable line for protocols whose errors are a single string."""
-    if not errors:
+    """One readable line for protocols whose errors are a single string.
+
+    Our own errors' messages are complete (their ``errors`` are extra detail);
+    only webargs' generic message is replaced by the field errors it points to.
+    """
+    if not errors or message != INVALID_BODY:
         return message
     parts = []
 

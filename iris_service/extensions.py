@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from .artifacts import load_verified
+from .auth import as_list
 from .config import Config, ConfigError
 from .registry import ModelSource, Registry
 from .runtime import Model, from_artifact
@@ -27,8 +28,9 @@ class ModelStore:
     """Flask extension: the app's model registry."""
 
     def __init__(self, app: Flask | None = None) -> None:
-        #: Called as hook(app, name, model_or_None, error_or_None) after each load.
-        self.load_hooks: list[Callable[[Flask, str, Model | None, Exception | None], None]] = []
+        #: Called as hook(app, name, model_or_None, error_or_None, reload) after each
+        #: load; ``reload`` is False for the loads made while the app starts.
+        self.load_hooks: list[Callable[[Flask, str, Model | None, Exception | None, bool], None]] = []
         if app is not None:
             self.init_app(app)
 
@@ -45,20 +47,23 @@ class ModelStore:
                 path,
                 pickle_allowed=pickle_allowed,
                 allow_version_mismatch=bool(config["ALLOW_VERSION_MISMATCH"]),
+                skops_trusted_types=as_list(config["SKOPS_TRUSTED_TYPES"]),
             )
             return from_artifact(artifact)
 
         registry = Registry(
             load,
             pickle_allowed=pickle_allowed,
-            on_load=lambda name, model, error: self._notify(app, name, model, error),
+            on_load=lambda name, model, error: self._notify(app, name, model, error, started),
         )
         for source in model_sources(config):
             registry.add(source)
         if config.get("DEFAULT_MODEL"):
             registry.default = config["DEFAULT_MODEL"]
         app.extensions[EXTENSION_KEY] = registry
+        started = False
         failures = registry.load_all()
+        started = True
         for name, reason in failures.items():
             log.error("model %s failed to load: %s", name, reason)
         if failures and config.get("ENV_NAME") == "production":
@@ -74,9 +79,11 @@ class ModelStore:
             )
         return registry
 
-    def _notify(self, app: Flask, name: str, model: Model | None, error: Exception | None) -> None:
+    def _notify(
+        self, app: Flask, name: str, model: Model | None, error: Exception | None, reload: bool
+    ) -> None:
         for hook in self.load_hooks:
-            hook(app, name, model, error)
+            hook(app, name, model, error, reload)
 
 
 def model_sources(config: Any) -> list[ModelSource]:

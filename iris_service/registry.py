@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .artifacts import PICKLE_FORMATS, SUFFIX_FORMATS
 from .errors import ArtifactError, IrisServiceError, ModelNotFound, ModelNotReady
 from .runtime import Model
 
@@ -43,38 +44,60 @@ class ModelSource:
         if self.model_dir is None:
             assert self.path is not None
             return self.path
+        return find_artifact(self.version_folder(version), pickle_allowed)
+
+    def version_folder(self, version: str | None) -> Path:
+        """The folder of ``version`` (default: pinned, else newest); 404 if absent."""
+        assert self.model_dir is not None
         available = self.versions()
         wanted = version or self.pinned_version or (available[-1] if available else None)
         if wanted is None:
-            raise ArtifactError(f"No versions of {self.name!r} under {self.model_dir}.")
+            raise ArtifactError(f"No versions of {self.name!r} in its model folder.")
         if wanted not in available:
             raise ModelNotFound(
                 f"Model {self.name!r} has no version {wanted!r}; "
                 f"available: {', '.join(available) or 'none'}."
             )
-        return find_artifact(self.model_dir / wanted, pickle_allowed)
+        return self.model_dir / wanted
 
 
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-_]", version))
 
 
-def find_artifact(folder: Path, pickle_allowed: bool = True) -> Path:
-    """Pick the artifact in a version folder by its manifest (``<file>.json``)."""
-    candidates = {}
+def artifacts_in(folder: Path) -> dict[str, Path]:
+    """Format -> artifact file, for every file in ``folder`` that has a manifest."""
+    found = {}
     for manifest in folder.glob("*.json"):
         artifact = manifest.with_name(manifest.name[: -len(".json")])
-        fmt = artifact.suffix.lstrip(".").lower()
-        if artifact.is_file():
-            candidates[fmt] = artifact
+        fmt = SUFFIX_FORMATS.get(artifact.suffix.lower())
+        if fmt is not None and artifact.is_file():
+            found[fmt] = artifact
+    return found
+
+
+def find_artifact(folder: Path, pickle_allowed: bool = True) -> Path:
+    """Pick the artifact in a version folder by its manifest (``<file>.json``)."""
+    candidates = artifacts_in(folder)
     for fmt in FORMAT_PREFERENCE:
-        if fmt in candidates and (pickle_allowed or fmt not in ("joblib", "pickle")):
+        if fmt in candidates and (pickle_allowed or fmt not in PICKLE_FORMATS):
             return candidates[fmt]
+    # The version folder's name only: the message reaches HTTP clients on reload.
     raise ArtifactError(
-        f"No usable artifact with a manifest in {folder}"
-        + ("" if pickle_allowed else " (pickle artifacts are not allowed)")
+        f"No usable artifact with a manifest in version {folder.name!r}"
+        + ("" if pickle_allowed else " (pickle artifacts are not allowed; export ONNX or skops)")
         + "."
     )
+
+
+def source_artifact(source: ModelSource, version: str | None = None) -> Path:
+    """The scikit-learn artifact (joblib, pickle or skops) of a version, to convert from."""
+    folder = source.version_folder(version)
+    candidates = artifacts_in(folder)
+    for fmt in ("joblib", "pickle", "skops"):
+        if fmt in candidates:
+            return candidates[fmt]
+    raise ArtifactError(f"Version {folder.name!r} of {source.name!r} has no scikit-learn artifact to convert.")
 
 
 @dataclass
@@ -123,9 +146,16 @@ class Registry:
             try:
                 path = slot.source.resolve(version, self._pickle_allowed)
                 model = self._loader(path)
+                if version is not None and model.version != version:  # a MODEL_PATH file has one version
+                    raise ModelNotFound(
+                        f"Model {name!r} has no version {version!r}; its artifact is version {model.version!r}."
+                    )
             except IrisServiceError as exc:
                 if slot.model is None:
                     slot.error = exc.message
+                log.warning("loading model %s (version %s) failed, %s: %s", name, version or "default",
+                            "nothing served" if slot.model is None else "the old version keeps serving",
+                            exc.message)
                 self._notify(name, None, exc)
                 raise
             slot.model = model

@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 from typing import Any, TextIO
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 
+from .tracing import EXTENSION_KEY as TRACING_KEY
 from .tracing import current_trace_id
 
 EXTENSION_KEY = "iris_request_log"
@@ -102,8 +103,9 @@ class RequestLogState:
 
     def before_request(self) -> None:
         """Fix the request id and the start time."""
-        setattr(g, _START, time.perf_counter())
-        setattr(g, _TIME, datetime.now(timezone.utc))
+        ctx = g._get_current_object()
+        setattr(ctx, _START, time.perf_counter())
+        setattr(ctx, _TIME, time.time())
         request_id()
 
     def after_request(self, response: Response) -> Response:
@@ -121,25 +123,29 @@ class RequestLogState:
         return response
 
     def _record(self, rid: str, response: Response, level: int) -> dict[str, Any]:
-        start = g.get(_START)
-        started: datetime = g.get(_TIME) or datetime.now(timezone.utc)
-        duration_ms = (time.perf_counter() - start) * 1000.0 if start is not None else None
+        # Proxies resolved once: each access through flask's g or request costs ~1 us.
+        ctx = g._get_current_object()
+        req = request._get_current_object()
+        start = getattr(ctx, _START, None)
+        duration_ms = round((time.perf_counter() - start) * 1000.0, 3) if start is not None else None
+        started = datetime.fromtimestamp(getattr(ctx, _TIME, None) or time.time(), timezone.utc)
         record: dict[str, Any] = {
             "time": started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": logging.getLevelName(level),
             "request_id": rid,
-            "method": request.method,
-            "path": request.path,
+            "method": req.method,
+            "path": req.path,
             "status": response.status_code,
-            "duration_ms": round(duration_ms, 3) if duration_ms is not None else None,
-            "model": g.get("model_name"),
-            "model_version": g.get("model_version"),
-            "batch_size": g.get("batch_size"),
-            "remote_addr": request.remote_addr,
+            "duration_ms": duration_ms,
+            "model": getattr(ctx, "model_name", None),
+            "model_version": getattr(ctx, "model_version", None),
+            "batch_size": getattr(ctx, "batch_size", None),
+            "remote_addr": req.remote_addr,
         }
-        trace_id = current_trace_id()
-        if trace_id is not None:
-            record["trace_id"] = trace_id
+        if TRACING_KEY in current_app.extensions:
+            trace_id = current_trace_id()
+            if trace_id is not None:
+                record["trace_id"] = trace_id
         return record
 
     def _format(self, record: dict[str, Any]) -> str:

@@ -5,7 +5,9 @@ a ``Prediction`` back into their own answer.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
@@ -104,8 +106,14 @@ def from_artifact(artifact: Artifact) -> Model:
     return factory(artifact.obj, artifact.manifest)
 
 
-#: Artifact format -> runtime class; formats not listed are scikit-learn objects.
-RUNTIMES: dict[str, Any] = {}
+def _onnx_model(session: Any, manifest: Manifest) -> Model:
+    from .onnx_format import OnnxModel  # onnxruntime only for ONNX artifacts
+
+    return OnnxModel(session, manifest)
+
+
+#: Artifact format -> runtime factory; formats not listed are scikit-learn objects.
+RUNTIMES: Mapping[str, Callable[[Any, Manifest], Model]] = MappingProxyType({"onnx": _onnx_model})
 
 
 def _forget_feature_names(estimator: Any) -> None:

@@ -95,11 +95,17 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
 
 @contextlib.contextmanager
 def run_server(
-    args: list[str], env: Mapping[str, str], port: int, ready_path: str = "/health/live", cwd: Path | None = None
+    args: list[str], env: Mapping[str, str], port: int, ready_path: str = "/health/live", cwd: Path | None = None,
+    output: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start ``args`` (a server listening on ``port``), yield its base URL, stop it by PID."""
+    """Start ``args`` (a server listening on ``port``), yield its base URL, stop it by PID.
+
+    With ``output`` the server's stdout and stderr go to that file: a pipe nobody
+    reads fills after ~64 kB of request logs and then blocks the server.
+    """
     full_env = {**os.environ, **env}
-    proc = subprocess.Popen(args, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sink = open(output, "wb") if output is not None else subprocess.PIPE  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(args, env=full_env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base + ready_path, proc)
@@ -114,6 +120,8 @@ def run_server(
                 proc.wait(timeout=5)
         if proc.stdout is not None:
             proc.stdout.close()
+        if output is not None:
+            sink.close()  # type: ignore[union-attr]
 
 
 @pytest.fixture
@@ -131,7 +139,7 @@ def live_server(iris_artifact: Path, tmp_path: Path):
         }
         args = [sys.executable, "-m", "iris_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                 *(extra_args or [])]
-        with run_server(args, server_env, port) as (base, _proc):
+        with run_server(args, server_env, port, output=tmp_path / f"server-{port}.log") as (base, _proc):
             yield base
 
     return start

@@ -6,13 +6,15 @@ through ``iris_service.artifacts`` so the server can verify what it loads.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from iris_service.artifacts import Manifest, describe_estimator, dump_joblib, utc_now, write_artifact
+from iris_service.artifacts import SUFFIX_FORMATS, Manifest, describe_estimator, dump_joblib, utc_now, write_artifact
 
 FEATURE_NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 MODEL_KINDS = ("logreg", "random_forest")
@@ -94,6 +96,9 @@ def train(
     writer = WRITERS.get(fmt)
     if writer is None:
         raise ValueError(f"Unknown format {fmt!r}; choose one of {', '.join(WRITERS)}.")
+    # The loader picks the format from the manifest but the registry from the suffix.
+    if SUFFIX_FORMATS.get(out.suffix.lower()) not in ({fmt} | ({"pickle"} if fmt == "joblib" else set())):
+        raise ValueError(f"A {fmt} artifact needs a .{fmt} file name, not {out.name}.")
     manifest = writer(out, estimator, manifest, x_train)
     return TrainResult(path=out, manifest=manifest, accuracy=accuracy)
 
@@ -102,8 +107,23 @@ def _write_joblib(out: Path, estimator: Any, manifest: Manifest, sample: Any) ->
     return write_artifact(out, dump_joblib(estimator), manifest)
 
 
+def _write_onnx(out: Path, estimator: Any, manifest: Manifest, sample: Any) -> Manifest:
+    """Convert to ONNX and check the conversion on the training rows before writing."""
+    from iris_service.onnx_format import write_onnx
+
+    return write_onnx(out, estimator, manifest, sample, f"{len(sample)} training rows")
+
+
+def _write_skops(out: Path, estimator: Any, manifest: Manifest, sample: Any) -> Manifest:
+    from iris_service.skops_format import dump_skops
+
+    return write_artifact(out, dump_skops(estimator), manifest)
+
+
 #: Format -> writer(out, estimator, manifest, training sample) -> written manifest.
-WRITERS = {"joblib": _write_joblib}
+WRITERS: Mapping[str, Callable[[Path, Any, Manifest, Any], Manifest]] = MappingProxyType(
+    {"joblib": _write_joblib, "onnx": _write_onnx, "skops": _write_skops}
+)
 
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:

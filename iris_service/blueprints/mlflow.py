@@ -1,0 +1,80 @@
+"""The MLflow scoring protocol: what ``mlflow models serve`` answers, on the default model.
+
+A team moving off MLflow changes only the URL: ``/invocations``, ``/ping`` and
+``/version`` behave as MLflow's scoring server does for a tabular model.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+from flask import Response
+from flask.views import MethodView
+
+from .. import __version__
+from ..codecs import mlflow
+from ..errors import UnsupportedMediaType, register_blueprint_error_handlers
+from ..extensions import registry
+from ..inference import run
+from ..parsing import Blueprint, JSONParser, parse_json_body
+from ..schemas.base import PlainErrorSchema
+from ..schemas.mlflow import InvocationsRequestSchema, InvocationsResponseSchema, PingSchema
+
+CSV_MIMETYPE = "text/csv"
+
+
+class _Parser(JSONParser):
+    """JSON or CSV bodies; MLflow answers 400 to any body it cannot score."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def load_json(self, req: flask.Request, schema: Any) -> Any:
+        if req.mimetype == CSV_MIMETYPE:
+            return mlflow.read_csv(req.get_data(cache=True))
+        if not req.is_json:
+            raise UnsupportedMediaType(
+                f"Send the body as application/json or text/csv (got {req.mimetype or 'no content type'})."
+            )
+        return parse_json_body(req)
+
+
+class _Blueprint(Blueprint):
+    ARGUMENTS_PARSER = _Parser()
+
+
+blp = _Blueprint("mlflow", __name__, description="MLflow scoring protocol (mlflow models serve).")
+register_blueprint_error_handlers(blp)
+
+
+@blp.route("/invocations")
+class Invocations(MethodView):
+    @blp.arguments(InvocationsRequestSchema)
+    @blp.response(200, InvocationsResponseSchema)
+    @blp.alt_response(400, schema=PlainErrorSchema, description="Malformed body, or a missing or unknown column")
+    @blp.alt_response(415, schema=PlainErrorSchema, description="Body is neither application/json nor text/csv")
+    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Score rows with the default model, as MLflow's /invocations does.
+
+        JSON with `dataframe_split`, `dataframe_records`, `instances` or `inputs`,
+        or a `text/csv` body with a header row. Columns are matched by name.
+        """
+        return run(None, body, codec=mlflow)
+
+
+@blp.route("/ping")
+class Ping(MethodView):
+    @blp.response(200, PingSchema)
+    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    def get(self) -> dict[str, Any]:
+        """MLflow health check: 200 when the default model is loaded."""
+        registry().get()
+        return {"status": "ready"}
+
+
+@blp.route("/version")
+class Version(MethodView):
+    @blp.response(200, content_type="text/plain")
+    def get(self) -> Response:
+        """The iris-service version, as plain text like MLflow's /version."""
+        return Response(__version__, mimetype="text/plain")

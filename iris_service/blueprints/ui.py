@@ -1,0 +1,141 @@
+"""The page at ``/``: try a model in the browser; a JSON index when the UI is off.
+
+The page is rendered from the model's manifest (features, training ranges,
+classes, model card) and calls the public JSON API with ``fetch``, so it shows
+exactly what any client would get. With ``UI_ENABLED`` off (production's
+default) ``/`` still answers: a JSON index of the API's links.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, current_app, render_template, request
+from flask.typing import ResponseReturnValue
+
+from .. import __version__
+from ..errors import IrisServiceError
+from ..extensions import registry
+from ..runtime import Model
+
+blp = Blueprint("ui", __name__)
+
+#: Rows 0, 50 and 100 of the Iris data set: one typical flower of each class.
+IRIS_EXAMPLES = {
+    "setosa": [5.1, 3.5, 1.4, 0.2],
+    "versicolor": [7.0, 3.2, 4.7, 1.4],
+    "virginica": [6.3, 3.3, 6.0, 2.5],
+}
+IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+
+#: Index links, in order, shown only when the route exists in this app.
+_LINKS = (
+    ("docs", "/docs"),
+    ("openapi", "/openapi.json"),
+    ("health", "/health"),
+    ("models", "/models"),
+    ("predict", "/predict"),
+    ("metrics", "/metrics"),
+    ("v2", "/v2"),
+    ("mlflow", "/invocations"),
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    """A button that fills the form with one row."""
+
+    label: str
+    values: dict[str, float]
+
+
+@blp.get("/")
+def index() -> ResponseReturnValue:
+    """The demo page, or the JSON index of links when ``UI_ENABLED`` is off."""
+    if not current_app.config.get("UI_ENABLED"):
+        return api_index()
+    models = registry()
+    names = models.names()
+    selected = request.args.get("model") or models.default
+    model: Model | None = None
+    problem = None
+    try:
+        model = models.get(selected)
+    except IrisServiceError as exc:
+        if exc.status == 404:
+            raise  # an unknown ?model= is the client's mistake: JSON 404
+        problem = exc.message
+    return render_template(
+        "index.html",
+        names=names,
+        selected=selected,
+        model=model,
+        problem=problem,
+        features=features_of(model) if model else [],
+        examples=examples_for(model) if model else [],
+        card=model_card(model) if model else {},
+        version=__version__,
+    )
+
+
+def api_index() -> dict[str, Any]:
+    """Where to go from ``/`` when there is no page: the API's own links."""
+    rules = {rule.rule for rule in current_app.url_map.iter_rules()}
+    links = {key: path for key, path in _LINKS if path in rules}
+    return {
+        "name": "iris-service",
+        "version": __version__,
+        "links": links,
+        "ui": "The demo page is off here; set IRIS_SERVICE_UI_ENABLED=true to serve it.",
+    }
+
+
+def features_of(model: Model) -> list[dict[str, Any]]:
+    """Name, min and max of each feature, in the model's order."""
+    ranges = {item.get("name"): item for item in model.manifest.input_schema}
+    out = []
+    for name in model.feature_names:
+        item = ranges.get(name, {})
+        out.append({"name": name, "label": name.replace("_", " "), "min": item.get("min"), "max": item.get("max")})
+    return out
+
+
+def examples_for(model: Model) -> list[Example]:
+    """Rows for the fill-in buttons: the manifest's, Iris's, or the ranges' midpoint.
+
+    A manifest may carry ``training["examples"]`` (class -> row, as a list in
+    feature order or an object keyed by feature). Iris rows are known; any
+    other model gets one row in the middle of its training ranges.
+    """
+    names = model.feature_names
+    given = model.manifest.training.get("examples")
+    if isinstance(given, dict) and given:
+        out = []
+        for label, row in given.items():
+            values = dict(zip(names, row)) if isinstance(row, list) else dict(row)
+            if set(values) == set(names):
+                out.append(Example(str(label), {n: float(values[n]) for n in names}))
+        if out:
+            return out
+    if names == IRIS_FEATURES and set(model.class_names or ()) == set(IRIS_EXAMPLES):
+        return [Example(label, dict(zip(names, row))) for label, row in IRIS_EXAMPLES.items()]
+    features = features_of(model)
+    if all(f["min"] is not None and f["max"] is not None for f in features):
+        middle = {f["name"]: round((float(f["min"]) + float(f["max"])) / 2, 4) for f in features}
+        return [Example("typical row (middle of the training ranges)", middle)]
+    return []
+
+
+def model_card(model: Model) -> dict[str, Any]:
+    """What a person wants to know before trusting an answer."""
+    manifest = model.manifest
+    accuracy = manifest.metrics.get("accuracy")
+    return {
+        "Name": manifest.name,
+        "Version": manifest.version,
+        "Estimator": manifest.estimator.rsplit(".", 1)[-1],
+        "Task": manifest.task,
+        "Accuracy": f"{accuracy:.1%}" if isinstance(accuracy, int | float) else "not recorded",
+        "Trained": manifest.created_at or "not recorded",
+        "scikit-learn": manifest.versions.get("scikit-learn", "not recorded"),
+    }

@@ -1,0 +1,238 @@
+"""The Open Inference Protocol (KServe V2, Triton, MLServer) over HTTP/REST.
+
+Health, metadata, inference (JSON or Triton's binary tensor data extension),
+and the model repository extension acting on our registry. Errors answer
+``{"error": "..."}`` with 400 for bad requests, as the protocol specifies.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+from flask import Response, current_app, request
+from flask.views import MethodView
+
+from .. import __version__
+from ..codecs import v2
+from ..errors import ModelNotReady, UnsupportedMediaType, register_blueprint_error_handlers
+from ..extensions import registry
+from ..inference import run
+from ..parsing import Blueprint, JSONParser, parse_json_body
+from ..schemas.base import PlainErrorSchema
+from ..schemas.v2 import (
+    InferRequestSchema,
+    InferResponseSchema,
+    ServerLiveSchema,
+    ModelMetadataSchema,
+    ModelReadySchema,
+    ServerReadySchema,
+    RepositoryActionSchema,
+    RepositoryIndexRequestSchema,
+    RepositoryModelSchema,
+    ServerMetadataSchema,
+)
+from .admin import check_admin
+
+#: Protocol extensions this server implements, as reported by ``GET /v2``.
+EXTENSIONS = ("binary_tensor_data", "model_repository")
+#: Views of the repository extension: they change what is served, so they need the admin token.
+_ADMIN_VIEWS = frozenset({"RepositoryIndex", "RepositoryLoad", "RepositoryUnload"})
+_OCTET_STREAM = "application/octet-stream"
+
+
+class _Parser(JSONParser):
+    """JSON bodies, or a JSON header followed by binary tensors; 400 for anything invalid.
+
+    The official Triton client sends binary requests, and JSON ones without a
+    content type, so both are read here; other media types are refused (415).
+    """
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def load_json(self, req: flask.Request, schema: Any) -> Any:
+        header_length = req.headers.get(v2.HEADER_LENGTH)
+        data = req.get_data(cache=True)
+        if not data.strip():
+            return {}
+        if header_length is None and req.is_json:
+            return parse_json_body(req)
+        if header_length is None and req.mimetype not in ("", _OCTET_STREAM):
+            raise UnsupportedMediaType(
+                f"Send application/json, or a JSON header and binary tensors with {v2.HEADER_LENGTH} "
+                f"(got {req.mimetype})."
+            )
+        header, _ = v2.split_body(data, header_length)
+        return v2.loads_header(header)
+
+
+class _Blueprint(Blueprint):
+    ARGUMENTS_PARSER = _Parser()
+
+
+blp = _Blueprint("v2", __name__, description="Open Inference Protocol (KServe V2, Triton, MLServer).")
+register_blueprint_error_handlers(blp)
+
+
+@blp.before_request
+def _guard_repository() -> None:
+    """Check the admin token before the body is even read, like ``/admin`` does."""
+    if (request.endpoint or "").rpartition(".")[2] in _ADMIN_VIEWS:
+        check_admin()
+
+
+@blp.route("/v2")
+class ServerMetadata(MethodView):
+    @blp.response(200, ServerMetadataSchema)
+    def get(self) -> dict[str, Any]:
+        """Server metadata: name, version and the protocol extensions supported."""
+        return {"name": "iris-service", "version": __version__, "extensions": list(EXTENSIONS)}
+
+
+@blp.route("/v2/health/live")
+class ServerLive(MethodView):
+    @blp.response(200, ServerLiveSchema)
+    def get(self) -> dict[str, Any]:
+        """Server liveness: the process answers."""
+        return {"live": True}
+
+
+@blp.route("/v2/health/ready")
+class ServerReady(MethodView):
+    @blp.response(200, ServerReadySchema)
+    @blp.alt_response(503, schema=PlainErrorSchema, description="A configured model is not loaded")
+    def get(self) -> dict[str, Any]:
+        """Server readiness: every configured model is loaded."""
+        models = registry()
+        if not models.ready():
+            failed = [n for n, s in models.status().items() if s["state"] != "READY"]
+            raise ModelNotReady(f"Not ready: model(s) {', '.join(failed)} not loaded.")
+        return {"ready": True}
+
+
+def _metadata(name: str, version: str | None) -> dict[str, Any]:
+    models = registry()
+    model = models.get(name, version)
+    return v2.model_metadata(model, models.source(name).versions() or [model.version])
+
+
+def _ready(name: str, version: str | None) -> dict[str, Any]:
+    model = registry().get(name, version)
+    return {"name": model.name, "ready": True}
+
+
+def _infer(body: dict[str, Any], name: str, version: str | None) -> Any:
+    _, binary = v2.split_body(request.get_data(cache=True), request.headers.get(v2.HEADER_LENGTH))
+    result = run(name, v2.InferRequest(body, binary), codec=v2, version=version)
+    if not result.has_binary:
+        return result.header
+    header = current_app.json.dumps(result.header).encode()
+    response = Response(header + result.binary, mimetype=_OCTET_STREAM)
+    response.headers[v2.HEADER_LENGTH] = str(len(header))
+    return response
+
+
+@blp.route("/v2/models/<name>")
+class ModelMetadata(MethodView):
+    @blp.response(200, ModelMetadataSchema)
+    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model")
+    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    def get(self, name: str) -> dict[str, Any]:
+        """Model metadata: versions, input and output tensors."""
+        return _metadata(name, None)
+
+
+@blp.route("/v2/models/<name>/versions/<version>")
+class ModelVersionMetadata(MethodView):
+    @blp.response(200, ModelMetadataSchema)
+    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model or version")
+    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    def get(self, name: str, version: str) -> dict[str, Any]:
+        """Model metadata of the version being served."""
+        return _metadata(name, version)
+
+
+@blp.route("/v2/models/<name>/ready")
+class ModelReady(MethodView):
+    @blp.response(200, ModelReadySchema)
+    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model")
+    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    def get(self, name: str) -> dict[str, Any]:
+        """Model readiness: 200 when loaded."""
+        return _ready(name, None)
+
+
+@blp.route("/v2/models/<name>/versions/<version>/ready")
+class ModelVersionReady(MethodView):
+    @blp.response(200, ModelReadySchema)
+    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model or version")
+    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    def get(self, name: str, version: str) -> dict[str, Any]:
+        """Model readiness of one version: 200 when that version is served."""
+        return _ready(name, version)
+
+
+@blp.route("/v2/models/<name>/infer")
+class Infer(MethodView):
+    @blp.arguments(InferRequestSchema)
+    @blp.response(200, InferResponseSchema)
+    @blp.alt_response(400, schema=PlainErrorSchema, description="Invalid request, shape, datatype or data")
+    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model")
+    @blp.alt_response(415, schema=PlainErrorSchema, description="Unsupported media type")
+    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    def post(self, body: dict[str, Any], name: str) -> Any:
+        """Run one Open Inference Protocol request.
+
+        JSON, or (binary tensor data extension) a JSON header of
+        `Inference-Header-Content-Length` bytes followed by raw little-endian tensors.
+        """
+        return _infer(body, name, None)
+
+
+@blp.route("/v2/models/<name>/versions/<version>/infer")
+class InferVersion(MethodView):
+    @blp.arguments(InferRequestSchema)
+    @blp.response(200, InferResponseSchema)
+    @blp.alt_response(400, schema=PlainErrorSchema, description="Invalid request, shape, datatype or data")
+    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model or version")
+    @blp.alt_response(415, schema=PlainErrorSchema, description="Unsupported media type")
+    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    def post(self, body: dict[str, Any], name: str, version: str) -> Any:
+        """Run one Open Inference Protocol request on a given model version."""
+        return _infer(body, name, version)
+
+
+@blp.route("/v2/repository/index")
+class RepositoryIndex(MethodView):
+    @blp.arguments(RepositoryIndexRequestSchema)
+    @blp.response(200, RepositoryModelSchema(many=True))
+    @blp.alt_response(401, schema=PlainErrorSchema, description="Missing or wrong token")
+    @blp.alt_response(404, schema=PlainErrorSchema, description="No ADMIN_TOKEN configured")
+    def post(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """List the configured models with their state (admin token)."""
+        listing = [{"name": name, **status} for name, status in registry().status().items()]
+        if body.get("ready"):
+            listing = [m for m in listing if m["state"] == "READY"]
+        return listing
+
+
+@blp.route("/v2/repository/models/<name>/load")
+class RepositoryLoad(MethodView):
+    @blp.response(200, RepositoryActionSchema)
+    @blp.alt_response(401, schema=PlainErrorSchema, description="Missing or wrong token")
+    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model, or no ADMIN_TOKEN configured")
+    @blp.alt_response(409, schema=PlainErrorSchema, description="The artifact failed verification")
+    def post(self, name: str) -> dict[str, Any]:
+        """Load, verify and swap in a model (admin token); the old one serves on failure."""
+        model = registry().load(name)
+        return {"name": model.name, "version": model.version, "state": "READY"}
+
+
+@blp.route("/v2/repository/models/<name>/unload")
+class RepositoryUnload(MethodView):
+    @blp.response(200, RepositoryActionSchema)
+    @blp.alt_response(401, schema=PlainErrorSchema, description="Missing or wrong token")
+    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model, or no ADMIN_TOKEN configured")
+    def post(self, name: str) -> dict[str, Any]:
+        """Stop serving a model (admin token) until it is loaded again."""
+        registry().unload(name)
+        return {"name": name, "version": None, "state": "UNAVAILABLE"}

@@ -1,0 +1,248 @@
+"""The Open Inference Protocol (KServe V2, Triton, MLServer) with binary tensors.
+
+Inputs are either one tensor named ``input-0`` of shape ``[N, n_features]``
+(what KServe's and MLServer's scikit-learn servers take), or one tensor per
+feature name of shape ``[N]`` or ``[N, 1]``. Outputs are ``predict`` and
+``predict_proba``. Tensors may travel as JSON or, with Triton's binary tensor
+data extension, as raw little-endian bytes after the JSON header.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from ..errors import BadRequest
+from ..runtime import Model, Prediction
+from . import Decoded
+
+INPUT_NAME = "input-0"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+#: Datatype -> little-endian numpy dtype, as the binary extension lays tensors out.
+DTYPES: dict[str, np.dtype[Any]] = {
+    name: np.dtype(code)
+    for name, code in {
+        "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+        "INT8": "i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
+        "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
+    }.items()
+}
+_NUMBER_TYPES = frozenset({int, float})
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A validated JSON header and the binary tensor bytes that followed it."""
+
+    header: Mapping[str, Any]
+    binary: bytes = b""
+
+
+@dataclass(frozen=True)
+class InferResponse:
+    """The JSON header of the answer and the binary outputs to send after it (if any)."""
+
+    header: dict[str, Any]
+    binary: bytes = b""
+    has_binary: bool = False
+
+
+def split_body(data: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """Split a body into its JSON header and binary tail at ``Inference-Header-Content-Length``."""
+    if header_length is None:
+        return data, b""
+    try:
+        length = int(header_length)
+    except ValueError:
+        raise BadRequest(f"{HEADER_LENGTH} must be a whole number of bytes, not {header_length!r}.") from None
+    if not 0 <= length <= len(data):
+        raise BadRequest(f"{HEADER_LENGTH} is {length} but the body holds {len(data)} bytes.")
+    return data[:length], data[length:]
+
+
+def loads_header(data: bytes) -> Any:
+    """Parse a JSON header (orjson, so NaN and Infinity literals are refused)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"Malformed JSON: {exc}") from None
+
+
+def decode(body: InferRequest, model: Model) -> Decoded:
+    header = body.header
+    tensors: dict[str, npt.NDArray[np.float64]] = {}
+    offset = 0
+    for spec in header["inputs"]:
+        if spec["name"] in tensors:
+            raise BadRequest(f"Input {spec['name']!r} is given twice.")
+        tensors[spec["name"]], used = _tensor(spec, body.binary, offset)
+        offset += used
+    if offset != len(body.binary):
+        raise BadRequest(
+            f"{len(body.binary)} bytes of binary data follow the JSON header but the inputs' "
+            f"binary_data_size parameters add up to {offset}."
+        )
+    x = _matrix(tensors, model)
+    return Decoded(x, context={"id": header.get("id"), "outputs": _requested_outputs(header, model)})
+
+
+def encode(prediction: Prediction, model: Model, decoded: Decoded) -> InferResponse:
+    """Output tensors in the order asked; binary ones are concatenated in that order."""
+    outputs = []
+    chunks = []
+    for name, binary in decoded.context["outputs"]:
+        array, datatype = _output(name, prediction)
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if binary:
+            raw = array.astype(DTYPES[datatype], copy=False).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            tensor["data"] = array.ravel().tolist()
+        outputs.append(tensor)
+    header: dict[str, Any] = {}
+    if decoded.context.get("id") is not None:
+        header["id"] = decoded.context["id"]
+    header.update(model_name=model.name, model_version=model.version, outputs=outputs)
+    return InferResponse(header, b"".join(chunks), has_binary=bool(chunks))
+
+
+def model_metadata(model: Model, versions: list[str]) -> dict[str, Any]:
+    """The model's tensors as the protocol's model metadata describes them."""
+    outputs = [{"name": "predict", "datatype": "INT64" if model.is_classifier else "FP64", "shape": [-1]}]
+    if model.has_probabilities:
+        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(model.class_names or ())]})
+    return {
+        "name": model.name,
+        "versions": versions,
+        "platform": f"sklearn_{model.manifest.format}",
+        "inputs": [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, model.n_features]}],
+        "outputs": outputs,
+        "parameters": {"feature_names": list(model.feature_names), "class_names": list(model.class_names or ())},
+    }
+
+
+def _tensor(spec: Mapping[str, Any], binary: bytes, offset: int) -> tuple[npt.NDArray[np.float64], int]:
+    """One input as float64 of its declared shape, and how many binary bytes it used."""
+    name, shape, datatype = spec["name"], spec["shape"], spec["datatype"]
+    dtype = DTYPES[datatype]
+    count = math.prod(shape)
+    size = (spec.get("parameters") or {}).get("binary_data_size")
+    used = 0
+    if size is not None:
+        if "data" in spec:
+            raise BadRequest(f"Input {name!r} has both data and binary_data_size; send one.")
+        if type(size) is not int or size < 0:
+            raise BadRequest(f"Input {name!r}: binary_data_size must be a whole number of bytes.")
+        if size != count * dtype.itemsize:
+            raise BadRequest(
+                f"Input {name!r} of shape {shape} and datatype {datatype} needs {count * dtype.itemsize} "
+                f"bytes of binary data; binary_data_size says {size}."
+            )
+        if offset + size > len(binary):
+            raise BadRequest(
+                f"Input {name!r} needs {size} bytes of binary data but only {len(binary) - offset} follow."
+            )
+        flat = np.frombuffer(binary, dtype=dtype, count=count, offset=offset)
+        used = size
+    elif "data" in spec:
+        flat = _json_values(spec["data"], name, datatype)
+        if flat.size != count:
+            raise BadRequest(f"Input {name!r} has shape {shape} ({count} values) but its data holds {flat.size}.")
+    else:
+        raise BadRequest(f"Input {name!r} has neither data nor a binary_data_size parameter.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        array = flat.astype(np.float64).reshape(shape)
+    if not np.isfinite(array).all():
+        raise BadRequest(f"Input {name!r} holds NaN or infinite values; send finite numbers.")
+    return array, used
+
+
+def _json_values(data: Any, name: str, datatype: str) -> npt.NDArray[Any]:
+    """JSON tensor data, flat or nested, checked and converted in bulk."""
+    if not isinstance(data, list):
+        raise BadRequest(f"Input {name!r}: data must be a list of numbers (flat or nested).")
+    flat = data
+    while flat and type(flat[0]) is list:
+        if any(type(v) is not list or len(v) != len(flat[0]) for v in flat):
+            raise BadRequest(f"Input {name!r}: nested data must be a regular array (no ragged or mixed rows).")
+        flat = list(chain.from_iterable(flat))
+    kinds = {type(v) for v in flat}
+    if not kinds <= _NUMBER_TYPES:
+        bad = next(v for v in flat if type(v) not in _NUMBER_TYPES)
+        raise BadRequest(f"Input {name!r}: data must hold numbers only; got {orjson.dumps(bad).decode()}.")
+    dtype = DTYPES[datatype]
+    if dtype.kind in "iu" and float in kinds and not all(float(v).is_integer() for v in flat):
+        raise BadRequest(f"Input {name!r} is {datatype}; its data must be whole numbers.")
+    try:
+        with np.errstate(over="ignore"):
+            # Values take the declared type first, so JSON and binary FP32 give the same answer.
+            return np.array(flat, dtype=dtype)
+    except OverflowError:
+        raise BadRequest(f"Input {name!r}: a value is out of range for {datatype}.") from None
+
+
+def _matrix(tensors: dict[str, npt.NDArray[np.float64]], model: Model) -> npt.NDArray[np.float64]:
+    names = model.feature_names
+    n = model.n_features
+    expected = (f"This model takes {INPUT_NAME!r} with shape [-1, {n}], or one input per feature: "
+                f"{', '.join(names)}.")
+    if INPUT_NAME in tensors:
+        if len(tensors) > 1:
+            others = [t for t in tensors if t != INPUT_NAME]
+            raise BadRequest(f"Unknown input(s) next to {INPUT_NAME!r}: {', '.join(others)}. {expected}")
+        x = tensors[INPUT_NAME]
+        if x.ndim != 2 or x.shape[1] != n:
+            raise BadRequest(f"Input {INPUT_NAME!r} must have shape [N, {n}]; got {list(x.shape)}.")
+    else:
+        unknown = [t for t in tensors if t not in names]
+        if unknown:
+            raise BadRequest(f"Unknown input(s): {', '.join(unknown)}. {expected}")
+        missing = [f for f in names if f not in tensors]
+        if missing:
+            raise BadRequest(f"Missing input(s): {', '.join(missing)}. {expected}")
+        columns = []
+        for feature in names:
+            column = tensors[feature]
+            if column.ndim not in (1, 2) or (column.ndim == 2 and column.shape[1] != 1):
+                raise BadRequest(f"Input {feature!r} must have shape [N] or [N, 1]; got {list(column.shape)}.")
+            columns.append(column.reshape(-1))
+        rows = {len(c) for c in columns}
+        if len(rows) != 1:
+            raise BadRequest("Every feature input must hold the same number of rows.")
+        x = np.column_stack(columns)
+    if x.shape[0] == 0:
+        raise BadRequest("The inputs hold no rows; send at least one.")
+    return x
+
+
+def _requested_outputs(header: Mapping[str, Any], model: Model) -> list[tuple[str, bool]]:
+    """``(name, as_binary)`` per output asked for; ``predict`` when none are."""
+    binary_default = (header.get("parameters") or {}).get("binary_data_output", False) is True
+    available = ["predict"] + (["predict_proba"] if model.has_probabilities else [])
+    wanted = []
+    for output in header.get("outputs") or [{"name": "predict"}]:
+        name = output["name"]
+        if name not in available:
+            raise BadRequest(f"Unknown output {name!r} for model {model.name!r}; it gives: {', '.join(available)}.")
+        if any(name == seen for seen, _ in wanted):
+            raise BadRequest(f"Output {name!r} is asked for twice.")
+        binary = (output.get("parameters") or {}).get("binary_data", binary_default) is True
+        wanted.append((name, binary))
+    return wanted
+
+
+def _output(name: str, prediction: Prediction) -> tuple[npt.NDArray[Any], str]:
+    if name == "predict_proba":
+        assert prediction.probabilities is not None
+        return prediction.probabilities, "FP64"
+    if prediction.classes is not None:
+        return prediction.classes.astype(np.int64, copy=False), "INT64"
+    assert prediction.values is not None
+    return prediction.values, "FP64"

@@ -1,0 +1,176 @@
+"""Access control and response hardening: API keys, security headers, CORS.
+
+``Security().init_app(app)`` reads the settings once and keeps them in
+``app.extensions["iris_security"]``; its hooks then guard every request:
+
+- with ``API_KEYS`` set, every route except the probes (health, metrics, the
+  protocols' ping and health routes) and the documentation needs one of the keys, as ``Authorization: Bearer <key>`` or
+  ``X-API-Key: <key>`` (deny by default, so a new blueprint is never left open);
+- every response says ``X-Content-Type-Options: nosniff``, is not cached unless
+  its view chose a cache policy, and carries a Content-Security-Policy;
+- CORS headers are sent only to origins listed in ``CORS_ORIGINS``.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, request
+
+from .auth import as_list, require_token
+
+EXTENSION_KEY = "iris_security"
+REALM = "iris-service"
+
+#: Routes a probe reads without a key: ours, the scrape, and the protocols' own probes.
+PROBE_RULES = frozenset(
+    {"/health", "/health/live", "/health/ready", "/metrics", "/ping", "/v2/health/live", "/v2/health/ready"}
+)
+#: What a browser needs to read the docs and the page at ``/`` (which itself sends the key).
+DOCS_BLUEPRINTS = frozenset({"api-docs", "docs_assets", "ui"})
+DOCS_RULES = frozenset({"/", "/static/<path:filename>"})
+#: Admin routes check their own ``ADMIN_TOKEN``; an API key must not be enough there.
+OWN_AUTH_BLUEPRINTS = frozenset({"admin"})
+
+#: JSON and the rest need no content at all; framing is refused everywhere.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+#: Pages load only our own assets (Swagger UI's come from /docs/assets). Swagger UI
+#: sets style attributes and uses data: images; inline scripts are allowed by hash.
+HTML_CSP = (
+    "default-src 'self'; script-src 'self'{hashes}; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'self'; form-action 'self'"
+)
+_INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
+
+CORS_ALLOWED_HEADERS = ("Authorization", "Content-Type", "Content-Encoding", "X-API-Key", "X-Request-ID")
+CORS_EXPOSED_HEADERS = ("X-Request-ID", "WWW-Authenticate")
+CORS_MAX_AGE = 600
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """What the hooks need, read from the config once at startup."""
+
+    api_keys: tuple[str, ...]
+    protect_probes: bool
+    protect_docs: bool
+    cors_origins: frozenset[str]
+
+    @property
+    def cors_any_origin(self) -> bool:
+        return "*" in self.cors_origins
+
+
+class Security:
+    """Flask extension: API keys, security headers and CORS for one app."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> SecuritySettings:
+        """Read ``API_KEYS``, ``API_KEYS_PROTECT_*`` and ``CORS_ORIGINS``; register the hooks."""
+        config = app.config
+        settings = SecuritySettings(
+            api_keys=tuple(as_list(config.get("API_KEYS"))),
+            protect_probes=bool(config.get("API_KEYS_PROTECT_PROBES", False)),
+            protect_docs=bool(config.get("API_KEYS_PROTECT_DOCS", False)),
+            cors_origins=frozenset(o.rstrip("/") for o in as_list(config.get("CORS_ORIGINS"))),
+        )
+        app.extensions[EXTENSION_KEY] = settings
+        if app.config.get("ENV_NAME") == "production":
+            _forbid_debugger(app)
+        app.before_request(lambda: _check_api_key(settings))
+        app.after_request(lambda response: _harden(settings, response))
+        return settings
+
+
+def _check_api_key(settings: SecuritySettings) -> None:
+    """401 unless the request carries a key, on every route that needs one.
+
+    CORS preflights carry no credentials by design (the browser sends them on
+    the real request), and unknown routes answer 404 rather than 401.
+    """
+    rule = request.url_rule
+    if not settings.api_keys or request.method == "OPTIONS" or rule is None:
+        return
+    blueprint = request.blueprint or ""
+    if blueprint in OWN_AUTH_BLUEPRINTS:
+        return
+    if rule.rule in PROBE_RULES and not settings.protect_probes:
+        return
+    if (blueprint in DOCS_BLUEPRINTS or rule.rule in DOCS_RULES) and not settings.protect_docs:
+        return
+    require_token(request, settings.api_keys, realm=REALM)
+
+
+def _harden(settings: SecuritySettings, response: Response) -> Response:
+    headers = response.headers
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    # Predictions and errors are per request: no cache may keep them. Assets
+    # that chose their own policy (Swagger UI's files) keep it.
+    if "Cache-Control" not in headers:
+        headers["Cache-Control"] = "no-store"
+    if "Content-Security-Policy" not in headers:
+        headers["Content-Security-Policy"] = _csp_for(response)
+    if settings.cors_origins:
+        _add_cors(settings, response)
+    return response
+
+
+def _csp_for(response: Response) -> str:
+    """The API policy, or for HTML pages one that admits their own inline scripts by hash.
+
+    Hashing the rendered page keeps ``'unsafe-inline'`` out of ``script-src`` and
+    follows whatever the page's template holds (Swagger UI's bootstrap script).
+    """
+    if response.mimetype != "text/html" or response.direct_passthrough:
+        return API_CSP
+    hashes = "".join(
+        f" 'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"
+        for script in _INLINE_SCRIPT.findall(response.get_data())
+    )
+    return HTML_CSP.format(hashes=hashes)
+
+
+def _add_cors(settings: SecuritySettings, response: Response) -> None:
+    """Allow the request's ``Origin`` when it is listed; answer preflights.
+
+    The origin is echoed (never ``*`` with credentials), and ``Vary: Origin``
+    keeps caches from serving one origin's answer to another.
+    """
+    response.vary.add("Origin")
+    origin = request.headers.get("Origin")
+    if not origin or not (settings.cors_any_origin or origin.rstrip("/") in settings.cors_origins):
+        return
+    headers = response.headers
+    headers["Access-Control-Allow-Origin"] = "*" if settings.cors_any_origin else origin
+    headers["Access-Control-Expose-Headers"] = ", ".join(CORS_EXPOSED_HEADERS)
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        allowed = response.headers.get("Allow") or "GET, POST, OPTIONS"
+        headers["Access-Control-Allow-Methods"] = allowed
+        headers["Access-Control-Allow-Headers"] = ", ".join(CORS_ALLOWED_HEADERS)
+        headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE)
+
+
+def _forbid_debugger(app: Flask) -> None:
+    """Make ``app.run`` start without the Werkzeug debugger or reloader in production.
+
+    ``load_config`` already pins ``DEBUG`` off and refuses ``FLASK_DEBUG`` (which
+    ``flask run`` turns into the debugger); this covers a direct ``app.run(debug=True)``.
+    """
+    original: Callable[..., Any] = app.run
+
+    def run(host: str | None = None, port: int | None = None, debug: bool | None = None,
+            load_dotenv: bool = True, **options: Any) -> None:
+        options.update(use_debugger=False, use_evalex=False, use_reloader=False)
+        original(host, port, False, load_dotenv, **options)
+
+    app.run = run  # type: ignore[method-assign]

@@ -1,0 +1,149 @@
+// The demo page: sends the form to the public JSON API and shows its answer.
+// Plain browser JavaScript: no framework, no build step, no network but this server.
+(function () {
+  "use strict";
+
+  var form = document.getElementById("predict-form");
+  if (!form) { return; }
+  var picker = document.getElementById("model-picker");
+  if (picker) {
+    // Without JavaScript the Show button submits; with it, choosing is enough.
+    picker.addEventListener("change", function () { picker.form.submit(); });
+  }
+
+  var inputs = Array.prototype.slice.call(form.querySelectorAll("input[type=number]"));
+  var summary = document.getElementById("result-summary");
+  var formError = document.getElementById("form-error");
+
+  function messageFor(input) {
+    return document.getElementById(input.getAttribute("aria-describedby"));
+  }
+
+  function clearMessages() {
+    inputs.forEach(function (input) {
+      input.removeAttribute("aria-invalid");
+      var msg = messageFor(input);
+      msg.textContent = "";
+      msg.className = "message";
+    });
+    formError.textContent = "";
+  }
+
+  function show(input, text, kind) {
+    var msg = messageFor(input);
+    msg.textContent = text;
+    msg.className = "message " + kind;
+    if (kind === "error") { input.setAttribute("aria-invalid", "true"); }
+  }
+
+  // A value outside the training range still gets an answer, with a warning:
+  // the model extrapolates there, which a person should know.
+  function warnOutOfRange() {
+    inputs.forEach(function (input) {
+      var v = input.valueAsNumber;
+      var lo = parseFloat(input.dataset.min), hi = parseFloat(input.dataset.max);
+      if (!isNaN(v) && ((!isNaN(lo) && v < lo) || (!isNaN(hi) && v > hi))) {
+        show(input, "Outside the training range (" + input.dataset.min + " – " + input.dataset.max +
+             "): the model is extrapolating.", "warning");
+      }
+    });
+  }
+
+  function body() {
+    var features = {};
+    inputs.forEach(function (input) {
+      // Empty or unparseable fields go as null: the API's own message comes back.
+      var v = input.value.trim() === "" ? NaN : input.valueAsNumber;
+      features[input.name] = isFinite(v) ? v : null;
+    });
+    return { features: features };
+  }
+
+  // The 422 shape is {"errors": {"json": {"features": {<feature>: [messages]}}}}
+  // (or a list of messages for the whole row); put each next to its field.
+  function showErrors(payload) {
+    var errors = (((payload || {}).errors || {}).json || {});
+    var perField = errors.features;
+    var placed = false;
+    if (perField && !Array.isArray(perField)) {
+      inputs.forEach(function (input) {
+        if (perField[input.name]) {
+          show(input, [].concat(perField[input.name]).join(" "), "error");
+          placed = true;
+        }
+      });
+    }
+    var first = inputs.filter(function (i) { return i.getAttribute("aria-invalid"); })[0];
+    if (first) { first.focus(); }
+    if (!placed) {
+      var text = (payload && (payload.message || payload.error)) || "The request failed.";
+      if (Array.isArray(perField)) { text = perField.join(" "); }
+      formError.textContent = text;
+    } else {
+      formError.textContent = "Please correct the highlighted field.";
+    }
+    summary.textContent = "No prediction: the input was refused.";
+    resetBars();
+  }
+
+  function resetBars() {
+    form.ownerDocument.querySelectorAll(".bar").forEach(function (bar) {
+      bar.querySelector(".bar-fill").style.width = "0%";
+      bar.querySelector(".bar-value").textContent = "–";
+      bar.classList.remove("winner");
+    });
+  }
+
+  function showAnswer(answer) {
+    if (answer.label !== undefined) {
+      summary.innerHTML = "";
+      summary.appendChild(document.createTextNode("Predicted class: "));
+      var strong = document.createElement("strong");
+      strong.id = "predicted-label";
+      strong.textContent = answer.label;
+      summary.appendChild(strong);
+    } else {
+      summary.textContent = "Predicted value: " + answer.prediction;
+    }
+    var probabilities = answer.probabilities || {};
+    document.querySelectorAll(".bar").forEach(function (bar) {
+      var p = probabilities[bar.dataset.class];
+      var pct = p === undefined ? 0 : p * 100;
+      bar.querySelector(".bar-fill").style.width = pct.toFixed(1) + "%";
+      bar.querySelector(".bar-value").textContent = p === undefined ? "–" : pct.toFixed(1) + "%";
+      bar.setAttribute("aria-label", bar.dataset.class + ": " + (p === undefined ? "no probability" : pct.toFixed(1) + " percent"));
+      bar.classList.toggle("winner", bar.dataset.class === answer.label);
+    });
+  }
+
+  form.querySelectorAll("button.example").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var values = JSON.parse(button.dataset.values);
+      inputs.forEach(function (input) { input.value = values[input.name]; });
+      clearMessages();
+    });
+  });
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    clearMessages();
+    warnOutOfRange();
+    summary.textContent = "Predicting…";
+    form.setAttribute("aria-busy", "true");
+    fetch(form.dataset.endpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      body: JSON.stringify(body())
+    }).then(function (response) {
+      return response.json().then(function (payload) {
+        if (response.ok) { showAnswer(payload); } else { showErrors(payload); }
+      });
+    }).catch(function (error) {
+      formError.textContent = "Could not reach the server: " + error.message;
+      summary.textContent = "No prediction.";
+    }).finally(function () {
+      form.removeAttribute("aria-busy");
+      form.dataset.state = "done";
+    });
+  });
+})();

@@ -1,0 +1,125 @@
+"""The page at ``/`` without a browser: JSON index when off, any model's form when on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from conftest import create_app_for_test
+from iris_service.artifacts import describe_estimator, dump_joblib, write_artifact
+
+
+def get(client, path: str):
+    response = client.get(path)
+    response.close()  # static files stream from disk; close so no file stays open
+    return response
+
+
+def test_ui_off_answers_json_index_not_404(iris_artifact, tmp_path, monkeypatch):
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path))
+    client = create_app_for_test({"MODEL_PATH": str(iris_artifact), "UI_ENABLED": False}).test_client()
+    response = get(client, "/")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["name"] == "iris-service"
+    assert body["links"]["docs"] == "/docs"
+    assert body["links"]["openapi"] == "/openapi.json"
+    assert body["links"]["predict"] == "/predict"
+    assert body["links"]["models"] == "/models"
+    for path in body["links"].values():  # every advertised link is a real route
+        assert get(client, path).status_code != 404
+
+
+def test_ui_is_off_by_default_in_production(iris_artifact, tmp_path, monkeypatch):
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path))
+    from iris_service import create_app
+
+    app = create_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact)})
+    assert app.test_client().get("/").mimetype == "application/json"
+
+
+def test_page_renders_a_labelled_input_per_feature(client):
+    response = get(client, "/")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    for i, name in enumerate(["sepal_length", "sepal_width", "petal_length", "petal_width"], start=1):
+        assert f'<label for="f-{i}">{name.replace("_", " ")}' in html
+        assert f'name="{name}"' in html
+    assert 'data-min="4.3" data-max="7.9"' in html
+    assert 'aria-live="polite"' in html
+    assert 'data-endpoint="/models/iris/predict"' in html
+    assert ">setosa</button>" in html and ">virginica</button>" in html
+    assert "cdn" not in html.lower() and "https://" not in html  # works offline
+
+
+def test_static_assets_are_served_from_the_package(client):
+    for path in ("/static/ui.js", "/static/ui.css"):
+        assert get(client, path).status_code == 200
+
+
+def test_unknown_model_in_picker_is_json_404(client):
+    response = get(client, "/?model=nope")
+    assert response.status_code == 404
+    assert response.get_json()["message"] == "No model named 'nope'; known models: iris."
+
+
+@pytest.fixture
+def wine_like_artifact(tmp_path: Path) -> Path:
+    """A non-Iris classifier with its own feature names and ranges (no examples)."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 10, size=(60, 3))
+    y = (x[:, 0] > 5).astype(int)
+    est = LogisticRegression().fit(x, y)
+    manifest = describe_estimator(
+        est, name="wine", version="3", fmt="joblib", feature_names=["alcohol", "ash", "hue"],
+        class_names=["red", "white"],
+        input_schema=[{"name": n, "min": 0.0, "max": 10.0} for n in ("alcohol", "ash", "hue")],
+        metrics={"accuracy": 0.95},
+    )
+    path = tmp_path / "wine.joblib"
+    write_artifact(path, dump_joblib(est), manifest)
+    return path
+
+
+@pytest.fixture
+def regressor_artifact(tmp_path: Path) -> Path:
+    x = np.arange(20, dtype=float).reshape(10, 2)
+    est = LinearRegression().fit(x, x.sum(axis=1))
+    manifest = describe_estimator(est, name="sum", version="1", fmt="joblib", feature_names=["a", "b"])
+    path = tmp_path / "sum.joblib"
+    write_artifact(path, dump_joblib(est), manifest)
+    return path
+
+
+def test_other_classifier_gets_its_fields_picker_and_midpoint_button(
+    iris_artifact, wine_like_artifact, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path))
+    app = create_app_for_test({"MODEL_PATH": str(iris_artifact), "MODELS": {"wine": str(wine_like_artifact)}})
+    html = get(app.test_client(), "/?model=wine").get_data(as_text=True)
+    assert '<option value="wine" selected>' in html and '<option value="iris">' in html
+    for name in ("alcohol", "ash", "hue"):
+        assert f'name="{name}"' in html
+    assert 'data-values=\'{"alcohol":5.0,"ash":5.0,"hue":5.0}\'' in html
+    assert "typical row (middle of the training ranges)" in html
+    assert 'data-class="red"' in html and 'data-class="white"' in html
+    assert "<dt>Accuracy</dt><dd>95.0%</dd>" in html
+    assert "<dt>Estimator</dt><dd>LogisticRegression</dd>" in html
+
+
+def test_regressor_page_has_no_bars_or_example_buttons(regressor_artifact, tmp_path, monkeypatch):
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path))
+    app = create_app_for_test({"MODEL_PATH": str(regressor_artifact)})
+    response = get(app.test_client(), "/")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert 'name="a"' in html and 'name="b"' in html
+    assert 'id="bars"' not in html
+    assert "button.example" not in html and 'class="example"' not in html
+    assert "Press Predict to see the value." in html
+    assert "<dt>Accuracy</dt><dd>not recorded</dd>" in html
+    assert 'id="model-picker"' not in html  # one model: no picker
