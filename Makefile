@@ -14,7 +14,7 @@ THREADS ?= 8
 MODEL ?= instance/iris_model.joblib
 PYTEST_ARGS ?=
 
-.PHONY: run test install dev train bench clean lint
+.PHONY: run test e2e install dev train bench clean lint soak fuzz
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,21 @@ run: $(VENV)/.installed $(MODEL)
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The page at / in headless Chromium (needs Debian's chromium and chromium-driver;
+# .ci/run installs them). IRIS_UPDATE_SCREENSHOT=1 refreshes docs/screenshot.png.
+e2e: $(VENV)/.installed-dev
+	$(PY) -m pytest tests/test_ui_e2e.py $(PYTEST_ARGS)
+
+# Issue 8: the long runs of the soak test (60 s) and of the fuzzers (500 examples per operation).
+SOAK_SECONDS ?= 60
+FUZZ_EXAMPLES ?= 500
+
+soak: $(VENV)/.installed-dev
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -p no:cacheprovider tests/test_soak.py $(PYTEST_ARGS)
+
+fuzz: $(VENV)/.installed-dev
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -p no:cacheprovider tests/test_fuzz.py tests/test_schemathesis.py $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check iris_service training tests bench

@@ -347,16 +347,28 @@ def _load_joblib(data: bytes, manifest: Manifest, options: LoadOptions) -> Any:
 
 
 def _load_onnx(data: bytes, manifest: Manifest, options: LoadOptions) -> Any:
-    from .onnx_format import load_session  # onnxruntime is imported only when needed
+    from .onnx_format import load_session
 
+    _require("onnxruntime", "onnx", manifest)  # an optional extra: say so, not ModuleNotFoundError
     return load_session(data, manifest)
 
 
 def _load_skops(data: bytes, manifest: Manifest, options: LoadOptions) -> Any:
     from .skops_format import load_skops
 
+    _require("skops", "skops", manifest)
     with version_guard(manifest, options.allow_version_mismatch):
         return load_skops(data, manifest, options.skops_trusted_types)
+
+
+def _require(module: str, extra: str, manifest: Manifest) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ArtifactError(
+            f"{manifest.artifact} is a {manifest.format} artifact and {module} is not installed: "
+            f"pip install 'iris-service[{extra}]'."
+        )
 
 
 #: Format name -> loader(verified bytes, manifest, options) -> model object.

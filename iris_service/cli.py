@@ -26,25 +26,74 @@ def main() -> None:
               help="Seconds of client silence before a connection is closed (slow clients).")
 @click.option("--connection-limit", default=100, show_default=True, type=click.IntRange(1),
               help="Open connections accepted at once; more wait in the listen backlog.")
+@click.option("--url-prefix", default="", metavar="PATH",
+              help="Mount the app under PATH (e.g. /api) behind a proxy that forwards the prefix.")
+@click.option("--trusted-proxy", default=None, metavar="ADDRESS",
+              help="Address of the reverse proxy whose forwarding headers are believed ('*' for any).")
+@click.option("--trusted-proxy-headers", default="", metavar="NAMES",
+              help="Headers believed from --trusted-proxy, e.g. 'x-forwarded-for x-forwarded-proto' "
+                   "or 'forwarded'.")
+@click.option("--drain-timeout", default=25.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds SIGTERM waits for requests in flight before closing their connections.")
 def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: int,
-          connection_limit: int) -> None:
-    """Serve the app with waitress (works on Linux, macOS and Windows)."""
-    import waitress
+          connection_limit: int, url_prefix: str, trusted_proxy: str | None, trusted_proxy_headers: str,
+          drain_timeout: float) -> None:
+    """Serve the app with waitress (works on Linux, macOS and Windows).
+
+    On POSIX, SIGTERM stops it gracefully: new connections are refused, requests
+    in flight finish, and the process exits 0.
+    """
+    import logging
 
     from . import create_app
+    from . import server as waitress_server
     from .config import ConfigError
 
+    proxy = _proxy_settings(trusted_proxy, trusted_proxy_headers)
     try:
         app = create_app(env)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"iris-service serving on http://{host}:{port} ({threads} threads)", err=True)
-    # Slow clients are buffered by waitress's event loop, not a worker thread; idle
-    # ones are closed when it next looks (every cleanup_interval, 30 s by default),
-    # so look at least every channel timeout.
-    waitress.serve(app, host=host, port=port, threads=threads, ident="iris-service",
-                   channel_timeout=channel_timeout, connection_limit=connection_limit,
-                   cleanup_interval=min(30, channel_timeout))
+    # As waitress.serve does: its warnings (queue depth, socket errors) and our
+    # errors' tracebacks reach stderr; the request log has its own handler.
+    logging.basicConfig()
+    logging.getLogger(waitress_server.__name__).setLevel(logging.INFO)
+    try:
+        server = waitress_server.create(
+            app, host=host, port=port, threads=threads, url_prefix=url_prefix,
+            channel_timeout=channel_timeout, connection_limit=connection_limit,
+            # Slow clients are buffered by waitress's event loop, not a worker thread; idle
+            # ones are closed when it next looks (every cleanup_interval, 30 s by default),
+            # so look at least every channel timeout.
+            cleanup_interval=min(30, channel_timeout), **proxy,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    for bound_host, bound_port in waitress_server.listening(server):
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        click.echo(f"iris-service serving on http://{shown}:{bound_port}{server.adj.url_prefix} "
+                   f"({threads} threads)", err=True)
+    waitress_server.run(server, drain_timeout=drain_timeout)
+
+
+def _proxy_settings(trusted_proxy: str | None, headers: str) -> dict[str, Any]:
+    """waitress's trusted proxy settings, refusing the half-configured cases.
+
+    waitress would silently trust X-Forwarded-Proto for a proxy given without
+    headers (with a deprecation warning); naming them is required here instead.
+    """
+    names = {name.lower() for name in headers.replace(",", " ").split()}
+    if names and not trusted_proxy:
+        raise click.UsageError("--trusted-proxy-headers needs --trusted-proxy (the proxy's address).")
+    if not trusted_proxy:
+        return {}
+    if not names:
+        raise click.UsageError(
+            "--trusted-proxy needs --trusted-proxy-headers, e.g. 'x-forwarded-for x-forwarded-proto'."
+        )
+    return {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": names}
 
 
 @main.command()

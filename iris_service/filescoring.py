@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .batch import ROW_COLUMN, score_frame, split_valid
+from .batch import score_frame, split_valid
 from .errors import BadRequest
 from .runtime import Model
 

@@ -7,8 +7,8 @@ import logging
 import re
 
 import pytest
-
 from conftest import KNOWN_ROWS, create_app_for_test
+
 from iris_service import create_app
 from iris_service.config import ConfigError
 
@@ -155,12 +155,7 @@ def test_admin_routes_need_the_admin_token_not_an_api_key(iris_artifact, tmp_pat
 
 
 def test_keys_never_appear_in_logs_or_answers(iris_artifact, tmp_path, monkeypatch, caplog, capsys):
-    app = make_app(iris_artifact, tmp_path, monkeypatch, API_KEYS=KEYS, LOG_FORMAT="json")
-    if "iris_request_log" not in app.extensions:
-        from iris_service.request_log import RequestLog
-
-        RequestLog().init_app(app)
-    client = app.test_client()
+    client = make_app(iris_artifact, tmp_path, monkeypatch, API_KEYS=KEYS, LOG_FORMAT="json").test_client()
     caplog.set_level(logging.DEBUG)
     wrong = "wrong-key-that-must-not-be-logged"
     answers = [
@@ -379,7 +374,6 @@ def test_model_error_in_production_is_500_json_with_request_id_and_no_internals(
     for leak in ("secret", "Traceback", "RuntimeError", "/srv/", "iris_service"):
         assert leak not in text
     assert response.headers["Cache-Control"] == "no-store"
-    if "iris_request_log" in app.extensions:
-        assert payload["request_id"] == "req-42" == response.headers["X-Request-ID"]
+    assert payload["request_id"] == "req-42" == response.headers["X-Request-ID"]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
     assert any("secret internal detail" in str(r.exc_info[1]) for r in errors)

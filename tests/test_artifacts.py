@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import KNOWN_ROWS, create_app_for_test
+
 from iris_service.artifacts import (
     dump_joblib,
     load_verified,

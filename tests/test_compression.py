@@ -6,7 +6,6 @@ import json
 import zlib
 
 import pytest
-
 from conftest import KNOWN_ROWS, create_app_for_test
 
 ROW = KNOWN_ROWS[0][0]

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import FEATURES
+
 from iris_service.artifacts import load_verified
 from iris_service.batch import BatchInputError
 from iris_service.filescoring import score_file, score_file_dask

@@ -6,16 +6,15 @@ fuzzed the day it is registered. ``FUZZ_EXAMPLES`` raises the example count
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
 
-import orjson
 import pytest
+from conftest import FEATURES, create_app_for_test
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import FEATURES, create_app_for_test
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 FUZZ_SETTINGS = settings(
@@ -46,7 +45,9 @@ JSON_VALUES = st.recursive(
 #: Bodies shaped like the protocols' requests, with fuzzed parts.
 SHAPED = st.dictionaries(_keys, JSON_VALUES, min_size=1, max_size=3)
 
-PATH_VALUES = {"name": st.one_of(st.just("iris"), st.text(min_size=1, max_size=12))}
+#: Path values: the real model or any text but "/" (a "%2F" is a path separator to the router).
+PATH_VALUES = {"name": st.one_of(st.just("iris"), st.text(st.characters(exclude_characters="/"), min_size=1,
+                                                            max_size=12))}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,8 @@ def test_any_json_to_any_post_route_is_2xx_or_4xx_json(fuzz_app):
     @given(route=st.sampled_from(sorted(post_routes(fuzz_app))), body=st.one_of(JSON_VALUES, SHAPED),
            data=st.data())
     def check(route: str, body: object, data: st.DataObject) -> None:
-        response = client.post(fill(route, data), data=orjson.dumps(body), content_type="application/json")
+        # The standard library writes integers of any size; the server must refuse them cleanly.
+        response = client.post(fill(route, data), data=json.dumps(body), content_type="application/json")
         assert_json_answer(response)
 
     check()

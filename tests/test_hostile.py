@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import KNOWN_ROWS, create_app_for_test, free_port, run_server
 
 ROW = KNOWN_ROWS[0][0]

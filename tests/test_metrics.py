@@ -8,8 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -289,84 +287,3 @@ def test_missing_multiprocess_dir_fails_at_startup(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "PROMETHEUS_MULTIPROC_DIR" in done.stderr and "not a directory" in done.stderr
-
-
-# The app gunicorn serves in the end-to-end test: counts a model load at import,
-# which with preload_app happens once, in the master.
-_GUNICORN_APP = textwrap.dedent(
-    """
-    import sys
-    sys.path.insert(0, {tests!r})
-    from test_metrics import make_app
-    app = make_app(TESTING=False)
-    app.extensions["iris_metrics"].model_loaded("iris", "1", "1.5.2", True)
-    """
-).format(tests=str(ROOT / "tests"))
-
-
-@pytest.fixture
-def gunicorn_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """gunicorn with gunicorn.conf.py, 2 workers, multiprocess metrics; stopped by its PID."""
-    if sys.platform == "win32":
-        pytest.skip("gunicorn does not run on Windows")
-    pytest.importorskip("gunicorn")
-    (tmp_path / "e2e_app.py").write_text(_GUNICORN_APP)
-    multiproc_dir = tmp_path / "metrics"
-    multiproc_dir.mkdir()
-    (multiproc_dir / "counter_999999.db").write_bytes(b"stale")  # a previous run's file
-    port = free_port()
-    env = {
-        **os.environ,
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": "2",
-        "GUNICORN_THREADS": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
-        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
-    }
-    env.pop("IRIS_MULTIPROC_DIR_PREPARED_BY", None)
-    log = (tmp_path / "gunicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(tmp_path), "e2e_app:app"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                if requests.get(f"{base}/metrics", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not answer in 30 s"
-            time.sleep(0.1)
-        yield base, multiproc_dir
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
-
-
-@pytest.mark.server
-def test_gunicorn_workers_are_aggregated(gunicorn_server: tuple[str, Path]) -> None:
-    base, multiproc_dir = gunicorn_server
-    assert not (multiproc_dir / "counter_999999.db").exists(), "stale files are wiped at start"
-    for i in range(20):
-        # A new connection each time, so the kernel may hand it to either worker.
-        assert requests.post(f"{base}/predict", json={"instances": [i % 3]}, timeout=10).status_code == 200
-        assert requests.get(f"{base}/items/{i}", timeout=10).status_code == 200
-    labels = {"endpoint": "/predict", "method": "POST", "status": "200"}
-    for _ in range(4):  # whichever worker answers the scrape, it reports all of them
-        text = requests.get(f"{base}/metrics", timeout=10, headers={"Connection": "close"}).text
-        assert sample(text, "iris_http_requests_total", **labels) == 20
-        assert sample(text, "iris_http_requests_total", endpoint="/items/<int:item_id>", method="GET", status="200") == 20
-        # Loaded once, in the preloading master, and not wiped by the start-up cleanup.
-        assert sample(text, "iris_model_loads_total", model="iris", kind="load", result="success") == 1
-        assert sample(text, "iris_model_info", name="iris", version="1", sklearn_version="1.5.2") == 1

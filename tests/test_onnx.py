@@ -9,10 +9,10 @@ import joblib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import KNOWN_ROWS, create_app_for_test
 from sklearn.datasets import load_iris
 
 import training
-from conftest import KNOWN_ROWS, create_app_for_test
 from iris_service.artifacts import load_verified, manifest_path
 from iris_service.cli import main
 from iris_service.errors import ArtifactError
@@ -78,7 +78,7 @@ def test_onnx_serves_without_pickle_and_answers_like_sklearn(model_dir, monkeypa
     assert len(got["predictions"]) == 150
     assert [p["prediction"] for p in got["predictions"]] == [p["prediction"] for p in want["predictions"]]
     assert [p["label"] for p in got["predictions"]] == [p["label"] for p in want["predictions"]]
-    for g, w in zip(got["predictions"], want["predictions"]):
+    for g, w in zip(got["predictions"], want["predictions"], strict=True):
         assert g["probabilities"].keys() == w["probabilities"].keys()
         assert max(abs(g["probabilities"][k] - w["probabilities"][k]) for k in w["probabilities"]) <= 1e-5
 

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
 from conftest import FEATURES, KNOWN_ROWS
+
 from iris_service.artifacts import load_verified
 from iris_service.batch import BatchInputError, score_frame
 from iris_service.cli import main
@@ -38,7 +37,7 @@ def predict_file(env: dict[str, str], *args: str):
 
 def known_frame(repeat: int = 1) -> pd.DataFrame:
     """Known rows with the columns shuffled and an extra column to keep."""
-    rows = [dict(zip(FEATURES, row), id=f"r{i}") for i, (row, _, _) in enumerate(KNOWN_ROWS * repeat)]
+    rows = [dict(zip(FEATURES, row, strict=True), id=f"r{i}") for i, (row, _, _) in enumerate(KNOWN_ROWS * repeat)]
     return pd.DataFrame(rows)[["id", "petal_width", "sepal_length", "petal_length", "sepal_width"]]
 
 

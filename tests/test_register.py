@@ -9,8 +9,8 @@ import joblib
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import FEATURES, KNOWN_ROWS
+
 from iris_service.artifacts import manifest_path, sha256_bytes
 from iris_service.cli import main
 
@@ -115,7 +115,7 @@ def test_registered_pipeline_answers_like_the_estimator(client, notebook):
 
 
 def test_dataframe_model_takes_named_features(client):
-    named = {c: v for c, v in zip(FRAME_COLUMNS, KNOWN_ROWS[1][0])}
+    named = dict(zip(FRAME_COLUMNS, KNOWN_ROWS[1][0], strict=True))
     response = client.post("/models/framed/predict", json={"features": named})
     assert response.status_code == 200
     assert response.get_json()["prediction"] == 1
@@ -124,7 +124,7 @@ def test_dataframe_model_takes_named_features(client):
 
 
 def test_dataframe_model_refuses_the_iris_short_names(client):
-    response = client.post("/models/framed/predict", json={"features": dict(zip(FEATURES, KNOWN_ROWS[0][0]))})
+    response = client.post("/models/framed/predict", json={"features": dict(zip(FEATURES, KNOWN_ROWS[0][0], strict=True))})
     assert response.status_code == 422
     message = response.get_json()["errors"]["json"]["features"][0]
     assert message.startswith("Missing feature(s): sepal length (cm)")

@@ -5,9 +5,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import FEATURES, KNOWN_ROWS, create_app_for_test
 
 import training
-from conftest import FEATURES, KNOWN_ROWS, create_app_for_test
 from iris_service.artifacts import manifest_path
 
 
@@ -131,8 +131,9 @@ def test_pickle_registered_model_is_found_by_its_suffix(iris_artifact, monkeypat
     folder = tmp_path / "models" / "iris" / "1"
     folder.mkdir(parents=True)
     # A registered notebook file keeps its .pkl name; the registry must still find it.
-    from iris_service.artifacts import read_manifest, write_artifact
     import dataclasses
+
+    from iris_service.artifacts import read_manifest, write_artifact
 
     manifest = dataclasses.replace(read_manifest(iris_artifact), format="pickle")
     write_artifact(folder / "model.pkl", iris_artifact.read_bytes(), manifest)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import KNOWN_ROWS, create_app_for_test
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_iris
 
 import training
-from conftest import KNOWN_ROWS, create_app_for_test
 from iris_service.artifacts import describe_estimator, load_verified, manifest_path, write_artifact
 from iris_service.cli import main
 from iris_service.errors import ArtifactError

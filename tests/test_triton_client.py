@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
-
 from conftest import KNOWN_ROWS
+from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.server
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import create_app_for_test
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from conftest import create_app_for_test
 from iris_service.artifacts import describe_estimator, dump_joblib, write_artifact
 
 

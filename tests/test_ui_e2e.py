@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import KNOWN_ROWS, ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -93,7 +92,7 @@ def test_known_rows_show_their_class_and_bars(browser, live_server, tmp_path):
         browser.save_screenshot(str(tmp_path / "01-loaded.png"))
         for row, _index, label in KNOWN_ROWS:
             fill(browser, {name: str(v) for name, v in zip(
-                ("sepal_length", "sepal_width", "petal_length", "petal_width"), row)})
+                ("sepal_length", "sepal_width", "petal_length", "petal_width"), row, strict=True)})
             predict(browser)
             assert browser.find_element(By.ID, "predicted-label").text == label
             shown = bars(browser)
@@ -199,7 +198,7 @@ def test_model_picker_and_card_for_several_models(browser, live_server, forest_a
         WebDriverWait(browser, WAIT_SECONDS).until(lambda d: d.title == "iris-service · forest")
         card = dict(zip(
             [e.text for e in browser.find_elements(By.CSS_SELECTOR, "dl.card dt")],
-            [e.text for e in browser.find_elements(By.CSS_SELECTOR, "dl.card dd")],
+            [e.text for e in browser.find_elements(By.CSS_SELECTOR, "dl.card dd")], strict=True,
         ))
         assert card["Name"] == "forest"
         assert card["Estimator"] == "RandomForestClassifier"

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import FEATURES, KNOWN_ROWS, create_app_for_test
 
 DATA = Path(__file__).parent / "data"
@@ -63,7 +62,7 @@ def test_unloaded_model_is_not_ready(app, client):
     assert client.get("/v2/models/iris/ready").status_code == 503
     response = client.get("/v2/health/ready")
     assert response.status_code == 503
-    assert response.get_json() == {"error": "Not ready: model(s) iris not loaded."}
+    assert response.get_json()["error"] == "Not ready: model(s) iris not loaded."
     assert infer(client, [tensor(ROWS)]).status_code == 503
 
 

@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from iris_service.artifacts import SUFFIX_FORMATS, Manifest, describe_estimator, dump_joblib, utc_now, write_artifact
+from iris_service.artifacts import (
+    SUFFIX_FORMATS,
+    Manifest,
+    describe_estimator,
+    dump_joblib,
+    utc_now,
+    write_artifact,
+)
 
 FEATURE_NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 MODEL_KINDS = ("logreg", "random_forest")
@@ -79,7 +86,7 @@ def train(
         class_names=[str(c) for c in iris.target_names],
         input_schema=[
             {"name": n, "min": float(lo), "max": float(hi)}
-            for n, lo, hi in zip(FEATURE_NAMES, x.min(axis=0), x.max(axis=0))
+            for n, lo, hi in zip(FEATURE_NAMES, x.min(axis=0), x.max(axis=0), strict=True)
         ],
         training={
             "model": kind,

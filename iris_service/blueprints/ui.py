@@ -112,13 +112,13 @@ def examples_for(model: Model) -> list[Example]:
     if isinstance(given, dict) and given:
         out = []
         for label, row in given.items():
-            values = dict(zip(names, row)) if isinstance(row, list) else dict(row)
+            values = dict(zip(names, row, strict=False)) if isinstance(row, list) else dict(row)
             if set(values) == set(names):
                 out.append(Example(str(label), {n: float(values[n]) for n in names}))
         if out:
             return out
     if names == IRIS_FEATURES and set(model.class_names or ()) == set(IRIS_EXAMPLES):
-        return [Example(label, dict(zip(names, row))) for label, row in IRIS_EXAMPLES.items()]
+        return [Example(label, dict(zip(names, row, strict=True))) for label, row in IRIS_EXAMPLES.items()]
     features = features_of(model)
     if all(f["min"] is not None and f["max"] is not None for f in features):
         middle = {f["name"]: round((float(f["min"]) + float(f["max"])) / 2, 4) for f in features}

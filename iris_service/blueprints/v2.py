@@ -22,14 +22,14 @@ from ..schemas.base import PlainErrorSchema
 from ..schemas.v2 import (
     InferRequestSchema,
     InferResponseSchema,
-    ServerLiveSchema,
     ModelMetadataSchema,
     ModelReadySchema,
-    ServerReadySchema,
     RepositoryActionSchema,
     RepositoryIndexRequestSchema,
     RepositoryModelSchema,
+    ServerLiveSchema,
     ServerMetadataSchema,
+    ServerReadySchema,
 )
 from .admin import check_admin
 

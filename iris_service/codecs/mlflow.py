@@ -66,7 +66,7 @@ def read_csv(data: bytes) -> dict[str, Any]:
     for number, line in enumerate(lines[1:], start=1):
         if len(line) != len(header):
             raise BadRequest(f"CSV row {number} has {len(line)} values; the header names {len(header)} columns.")
-        rows.append([_number(cell, number, column) for cell, column in zip(line, header)])
+        rows.append([_number(cell, number, column) for cell, column in zip(line, header, strict=False)])
     return {"dataframe_split": {"columns": header, "data": rows}}
 
 

@@ -45,7 +45,7 @@ class ColumnarInputs(FeatureRows):
         limit = max_batch_size()
         if expected > limit:
             raise self.make_error("too_many", limit=limit, count=expected)
-        rows = [dict(zip(value, values)) for values in zip(*value.values())]
+        rows = [dict(zip(value, values, strict=False)) for values in zip(*value.values(), strict=False)]
         return named_rows(rows)
 
 
