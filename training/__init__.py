@@ -96,6 +96,12 @@ def train(
             "dataset": "sklearn.datasets.load_iris",
             "n_train": int(len(x_train)),
             "n_test": int(len(x_test)),
+            # A typical row per class (feature-wise median of its training rows):
+            # the demo page offers them as "fill in a <class>" buttons.
+            "examples": {
+                str(name): [float(v) for v in np.median(x_train[y_train == k], axis=0)]
+                for k, name in enumerate(iris.target_names)
+            },
         },
         metrics={"accuracy": accuracy},
     )
