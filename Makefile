@@ -59,6 +59,20 @@ soak: $(VENV)/.installed-dev
 fuzz: $(VENV)/.installed-dev
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -p no:cacheprovider tests/test_fuzz.py tests/test_schemathesis.py $(PYTEST_ARGS)
 
+# Issue 7: the benchmark (bench/README.md); QUICK=1 for the under-two-minutes run.
+# The bench extra (FastAPI + uvicorn for the reference app) and wrk are installed when
+# missing; without wrk (no apt-get, no root) the bench uses its own load generator.
+QUICK ?=
+$(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-dev
+	$(PIP) install -q -e ".[dev,bench]"
+	@touch $@
+
+bench: $(VENV)/.installed-bench
+	@command -v wrk >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo -n ) apt-get install -y -qq wrk >/dev/null 2>&1; } || \
+		echo "wrk not installed (apt-get install -y wrk): using bench/loadgen.py"
+	$(PY) -m bench $(if $(filter-out 0,$(QUICK)),--quick)
+
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check iris_service training tests bench
 

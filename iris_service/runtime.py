@@ -103,7 +103,9 @@ class SklearnModel:
 def from_artifact(artifact: Artifact) -> Model:
     """Wrap a loaded artifact in the runtime its format needs."""
     factory = RUNTIMES.get(artifact.manifest.format, SklearnModel)
-    return factory(artifact.obj, artifact.manifest)
+    from .linear import accelerate  # exact numpy path for logistic regression, checked at load
+
+    return accelerate(factory(artifact.obj, artifact.manifest))
 
 
 def _onnx_model(session: Any, manifest: Manifest) -> Model:

@@ -10,6 +10,8 @@ process exits 0. The handler is installed while ``run`` runs, never at import.
 from __future__ import annotations
 
 import logging
+import os
+import select
 import signal
 import socket
 import threading
@@ -64,10 +66,12 @@ def run(server: Any, *, drain_timeout: float = DRAIN_TIMEOUT) -> bool:
     """Serve until stopped; on SIGTERM drain the requests in flight and return.
 
     Returns False when the drain ran out of time with connections still open.
-    Where SIGTERM does not exist, or off the main thread (signals cannot be
-    handled there), this is waitress's own ``run``: Ctrl+C stops it as it always did.
+    Off POSIX (Windows defines SIGTERM but never delivers it from outside), or off
+    the main thread (signals cannot be handled there), this is waitress's own
+    ``run``: Ctrl+C stops it as it always did.
     """
-    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
+    posix = os.name == "posix" and hasattr(signal, "SIGTERM")
+    if not posix or threading.current_thread() is not threading.main_thread():
         server.run()
         return True
     socket_map = _socket_map(server)
@@ -145,14 +149,24 @@ def _accept_backlog(listener: BaseWSGIServer, socket_map: dict[int, Any]) -> Non
 
 
 def _idle(channel: HTTPChannel) -> bool:
-    """No request being received, queued or answered, and nothing left to send."""
-    return (
-        not channel.requests
-        and channel.request is None
-        and not channel.total_outbufs_len
-        and not channel.will_close
-        and not channel.close_when_flushed
-    )
+    """No request being received, queued or answered, nothing to send, nothing unread.
+
+    The last check keeps a keep-alive client's next request, already in the
+    socket buffer but not yet read by the loop, from being cut off.
+    """
+    if (
+        channel.requests
+        or channel.request is not None
+        or channel.total_outbufs_len
+        or channel.will_close
+        or channel.close_when_flushed
+    ):
+        return False
+    try:
+        readable, _, _ = select.select([channel.socket], [], [], 0)
+    except (OSError, ValueError):  # closed meanwhile: the loop will drop it
+        return False
+    return not readable
 
 
 class _SignalWakeup(wasyncore.dispatcher):

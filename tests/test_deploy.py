@@ -16,21 +16,14 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from conftest import create_app_for_test
 
 ROOT = Path(__file__).resolve().parents[1]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 
-#: The app's routes the deployment relies on (to be read from the app's url_map).
-APP_ROUTES = ("/health/live", "/health/ready", "/predict")
-#: The Open Inference Protocol routes KServe relies on (likewise).
-V2_ROUTES = ("/v2/health/live", "/v2/health/ready", "/v2/models/<name>/infer")
-#: Commands the README must document for the image's RUN/CMD lines to be "documented".
-README_COMMANDS = (
-    "pip install gunicorn",
-    "pip install .",
-    "iris-service train --out models/iris/model.joblib",
-    "gunicorn -c gunicorn.conf.py",
-)
+README = ROOT / "README.md"
+#: Where the README's operations section starts; it runs to the next section marker.
+OPERATIONS_MARKER = "<!-- section: operations -->"
 #: Image plumbing a README need not explain.
 IMAGE_ONLY_PROGRAMS = frozenset({"useradd", "groupadd", "mkdir", "chown", "chmod", "apt-get", "rm"})
 _MULTIPROC_MARKER = "IRIS_MULTIPROC_DIR_PREPARED_BY"
@@ -108,6 +101,23 @@ def healthcheck_command(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def routes(iris_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> frozenset[str]:
+    """Every URL rule of the real app, as create_app builds it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path_factory.mktemp("deploy-instance")))
+        app = create_app_for_test({"MODEL_PATH": str(iris_artifact)})
+    return frozenset(rule.rule for rule in app.url_map.iter_rules())
+
+
+@pytest.fixture(scope="module")
+def operations_section() -> str:
+    """The README's operations section."""
+    text = README.read_text(encoding="utf-8")
+    assert OPERATIONS_MARKER in text
+    return text.split(OPERATIONS_MARKER, 1)[1].split("<!-- section:", 1)[0]
+
+
+@pytest.fixture(scope="module")
 def dockerfile() -> str:
     return (ROOT / "Dockerfile").read_text(encoding="utf-8")
 
@@ -151,7 +161,9 @@ def test_all_manifests_parse(manifests: dict[str, dict[str, Any]]) -> None:
     assert manifests["InferenceService"]["apiVersion"] == "serving.kserve.io/v1beta1"
 
 
-def test_probes_hit_the_apps_routes_on_the_container_port(manifests: dict[str, dict[str, Any]]) -> None:
+def test_probes_hit_the_apps_routes_on_the_container_port(
+    manifests: dict[str, dict[str, Any]], routes: frozenset[str]
+) -> None:
     main = container(manifests)
     [http] = main["ports"]
     assert http["containerPort"] == 8080
@@ -159,7 +171,7 @@ def test_probes_hit_the_apps_routes_on_the_container_port(manifests: dict[str, d
     assert probes["livenessProbe"]["path"] == probes["startupProbe"]["path"] == "/health/live"
     assert probes["readinessProbe"]["path"] == "/health/ready"
     for probe in probes.values():
-        assert probe["path"] in APP_ROUTES
+        assert probe["path"] in routes
         assert port_number(main, probe["port"]) == http["containerPort"]
 
 
@@ -192,7 +204,9 @@ def test_service_and_hpa_point_at_the_deployment(manifests: dict[str, dict[str, 
     assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 
 
-def test_inference_service_is_a_v2_custom_predictor(manifests: dict[str, dict[str, Any]]) -> None:
+def test_inference_service_is_a_v2_custom_predictor(
+    manifests: dict[str, dict[str, Any]], routes: frozenset[str]
+) -> None:
     isvc = manifests["InferenceService"]
     [predictor] = isvc["spec"]["predictor"]["containers"]
     assert predictor["name"] == "kserve-container"
@@ -203,14 +217,16 @@ def test_inference_service_is_a_v2_custom_predictor(manifests: dict[str, dict[st
     [port] = predictor["ports"]
     assert port["containerPort"] == 8080
     assert env["GUNICORN_BIND"].endswith(":8080")
-    assert predictor["readinessProbe"]["httpGet"]["path"] in V2_ROUTES
+    assert predictor["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # What KServe's V2 data plane calls exists in the app.
+    assert {"/v2/health/live", "/v2/health/ready", "/v2/models/<name>/infer"} <= routes
 
 
 # --- Dockerfile ---------------------------------------------------------------------------
 
 
 def test_dockerfile_port_and_healthcheck_agree_with_the_deployment(
-    dockerfile: str, manifests: dict[str, dict[str, Any]]
+    dockerfile: str, manifests: dict[str, dict[str, Any]], routes: frozenset[str]
 ) -> None:
     instructions = dict(dockerfile_instructions(dockerfile))
     assert instructions["FROM"] == "python:3.11-slim"
@@ -225,7 +241,7 @@ def test_dockerfile_port_and_healthcheck_agree_with_the_deployment(
     parts = urlsplit(url)
     assert parts.port == exposed
     assert parts.path == container(manifests)["livenessProbe"]["httpGet"]["path"]
-    assert parts.path in APP_ROUTES
+    assert parts.path in routes
 
 
 def test_dockerfile_trains_the_model_it_serves(dockerfile: str, manifests: dict[str, dict[str, Any]]) -> None:
@@ -253,15 +269,15 @@ def test_dockerfile_runs_gunicorn_as_the_deployments_non_root_user(
     assert int(instructions["USER"]) == pod["securityContext"]["runAsUser"]
 
 
-def test_dockerfile_commands_are_documented(dockerfile: str) -> None:
-    readme = "```sh\n" + "\n".join(README_COMMANDS) + "\n```\n"
-    assert undocumented_commands(dockerfile, readme) == []
+def test_dockerfile_commands_are_documented(dockerfile: str, operations_section: str) -> None:
+    assert dockerfile_commands(dockerfile)
+    assert undocumented_commands(dockerfile, operations_section) == []
 
 
-def test_an_undocumented_command_is_reported(dockerfile: str) -> None:
-    readme = "\n".join(c for c in README_COMMANDS if not c.startswith("iris-service train"))
-    assert undocumented_commands(dockerfile, readme) == ["iris-service train --out models/iris/model.joblib"]
-    assert undocumented_commands(dockerfile + "\nRUN make --always-make\n", "\n".join(README_COMMANDS)) == [
+def test_an_undocumented_command_is_reported(dockerfile: str, operations_section: str) -> None:
+    train = "iris-service train --out models/iris/model.joblib"
+    assert undocumented_commands(dockerfile, operations_section.replace(train, "")) == [train]
+    assert undocumented_commands(dockerfile + "\nRUN make --always-make\n", operations_section) == [
         "make --always-make"
     ]
 

@@ -95,6 +95,8 @@ def test_a_busy_port_is_a_clear_error(iris_artifact, tmp_path, monkeypatch) -> N
     for name, value in server_env(iris_artifact, tmp_path).items():
         monkeypatch.setenv(name, value)
     with socket.socket() as taken:
+        if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows: else SO_REUSEADDR would share the port
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
@@ -140,12 +142,26 @@ def test_trusted_proxy_headers_set_the_logged_client_address(iris_artifact, tmp_
 # --- SIGTERM -------------------------------------------------------------------------------
 
 
+def accepted_connection(port: int) -> http.client.HTTPConnection:
+    """A keep-alive connection the server has certainly accepted: it answered on it.
+
+    A connect() that succeeded only means the kernel queued it; gunicorn's workers
+    stop taking connections from that queue on SIGTERM.
+    """
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("GET", "/health/live")
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200
+    return conn
+
+
 class HeldRequest:
     """A POST whose last bytes are held back: in flight until ``finish`` sends them."""
 
     def __init__(self, port: int, body: bytes) -> None:
         self.body = body
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.conn = accepted_connection(port)
         self.conn.putrequest("POST", "/predict")
         self.conn.putheader("Content-Type", "application/json")
         self.conn.putheader("Content-Length", str(len(body)))
@@ -163,8 +179,9 @@ class HeldRequest:
 
 def post_big(port: int, sent: threading.Event, results: list[tuple[int, bytes] | BaseException]) -> None:
     """One 10,000-row request on its own connection; the outcome goes into ``results``."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn = None
     try:
+        conn = accepted_connection(port)
         conn.request("POST", "/predict", BIG_BODY, {"Content-Type": "application/json"})
         sent.set()
         response = conn.getresponse()
@@ -173,7 +190,8 @@ def post_big(port: int, sent: threading.Event, results: list[tuple[int, bytes] |
         sent.set()
         results.append(exc)
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
 
 
 def probe_until_refused(port: int, deadline: float) -> int:
@@ -277,7 +295,11 @@ def test_sigterm_closes_idle_keep_alive_connections_and_exits(iris_artifact, tmp
 
 @pytest.fixture
 def gunicorn_server(iris_artifact: Path, tmp_path: Path) -> Iterator[tuple[str, int, Any, Path]]:
-    """The real app (wsgi:app) under gunicorn.conf.py: 2 gthread workers, multiprocess metrics."""
+    """The real app (wsgi:app) under gunicorn.conf.py: 2 gthread workers, multiprocess metrics.
+
+    4 threads each: a gthread worker gives a thread to a slow client (the held
+    requests), so fewer threads than held requests per worker would stall the rest.
+    """
     pytest.importorskip("gunicorn")
     multiproc_dir = tmp_path / "metrics"
     multiproc_dir.mkdir()
@@ -285,7 +307,7 @@ def gunicorn_server(iris_artifact: Path, tmp_path: Path) -> Iterator[tuple[str, 
     port = free_port()
     env = server_env(
         iris_artifact, tmp_path,
-        GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2", GUNICORN_THREADS="2",
+        GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2", GUNICORN_THREADS="4",
         GUNICORN_GRACEFUL_TIMEOUT="30", PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir),
     )
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))

@@ -3,8 +3,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+import orjson
+
 from ..runtime import Model, Prediction
 from . import Decoded, to_matrix
+
+#: From this many rows on, a batch's rows are written as JSON bytes directly.
+FRAGMENT_MIN_ROWS = 64
 
 
 def decode(body: dict[str, Any], model: Model) -> Decoded:
@@ -14,11 +21,17 @@ def decode(body: dict[str, Any], model: Model) -> Decoded:
 
 
 def encode(prediction: Prediction, model: Model, decoded: Decoded) -> dict[str, Any]:
-    rows = rows_of(prediction, model)
     if decoded.single:
-        answer = rows[0]
+        answer = rows_of(prediction, model)[0]
+    elif (
+        len(prediction) >= FRAGMENT_MIN_ROWS
+        and prediction.classes is not None
+        and prediction.probabilities is not None
+        and model.class_names
+    ):
+        answer = {"predictions": rows_fragment(prediction.classes, prediction.probabilities, model.class_names)}
     else:
-        answer = {"predictions": rows}
+        answer = {"predictions": rows_of(prediction, model)}
     answer["model"] = model.name
     answer["version"] = model.version
     return answer
@@ -41,3 +54,34 @@ def rows_of(prediction: Prediction, model: Model) -> list[dict[str, Any]]:
         {"prediction": c, "label": names[c], "probabilities": dict(zip(names, p))}
         for c, p in zip(classes, prediction.probabilities.tolist())
     ]
+
+
+def rows_fragment(
+    classes: npt.NDArray[np.int64], probabilities: npt.NDArray[Any], names: tuple[str, ...]
+) -> orjson.Fragment:
+    """The JSON of ``rows_of`` for a large batch, byte for byte, without its dicts.
+
+    Two dicts per row cost more than the prediction (and wake the garbage
+    collector) on a 10,000-row batch. orjson writes a float64 array's numbers
+    exactly as it writes the same Python floats, so the numbers are serialised
+    in one call and spliced between constant per-class pieces with list slices.
+    """
+    n, k = probabilities.shape
+    numbers = orjson.dumps(
+        np.ascontiguousarray(probabilities, dtype=np.float64).ravel(), option=orjson.OPT_SERIALIZE_NUMPY
+    )[1:-1].split(b",")
+    keys = [orjson.dumps(name) + b":" for name in names]
+    heads = [
+        orjson.dumps({"prediction": c, "label": name})[:-1] + b',"probabilities":{' + keys[0]
+        for c, name in enumerate(names)
+    ]
+    step = 2 * k + 1
+    parts: list[bytes] = [b""] * (n * step)
+    parts[0::step] = [heads[c] for c in classes.tolist()]
+    for j in range(k):
+        parts[1 + 2 * j :: step] = numbers[j::k]
+        if j + 1 < k:
+            parts[2 + 2 * j :: step] = [b"," + keys[j + 1]] * n
+    parts[step - 1 :: step] = [b"}},"] * n
+    parts[-1] = b"}}"
+    return orjson.Fragment(b"[" + b"".join(parts) + b"]")
