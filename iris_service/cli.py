@@ -120,8 +120,11 @@ def train(out: Path | None, model_dir: Path | None, kind: str, name: str, versio
         out = model_dir / name / version / f"model.{fmt}"
     elif out is None:
         out = default_model_path(instance_path()).with_suffix(f".{fmt}")
-    result = training.train(out, kind=kind, name=name, version=version, seed=seed,
-                            n_estimators=n_estimators, fmt=fmt)
+    try:
+        result = training.train(out, kind=kind, name=name, version=version, seed=seed,
+                                n_estimators=n_estimators, fmt=fmt)
+    except OSError as exc:  # a full disk or a read-only folder: say so, no traceback
+        raise click.ClickException(f"Could not write {out}: {exc.strerror or exc}") from None
     click.echo(f"trained {kind} {name} {result.manifest.version}: held-out accuracy {result.accuracy:.4f}")
     click.echo(f"wrote {result.path}")
 

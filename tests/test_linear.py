@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from conftest import FEATURES, KNOWN_ROWS
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -15,7 +16,6 @@ from iris_service.artifacts import describe_estimator, dump_joblib, load_verifie
 from iris_service.codecs import Decoded, native
 from iris_service.linear import LinearModel, accelerate, check_sample
 from iris_service.runtime import Prediction, SklearnModel, from_artifact
-from conftest import FEATURES, KNOWN_ROWS
 
 IRIS_X, IRIS_Y = load_iris(return_X_y=True)
 

@@ -210,28 +210,21 @@ def free_port() -> int:
 
 
 @pytest.mark.server
-def test_waitress_threads_lose_no_counts() -> None:
-    """Concurrent requests on waitress's thread pool are all counted."""
-    from waitress import create_server
-
-    app = make_app()
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.effective_port}"
-    try:
+def test_waitress_threads_lose_no_counts(live_server) -> None:
+    """Concurrent requests on a real waitress server's thread pool are all counted."""
+    rows = [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]]
+    with live_server() as base:
         with ThreadPoolExecutor(max_workers=8) as pool, requests.Session() as session:
-            statuses = list(
-                pool.map(lambda i: session.post(f"{base}/predict", json={"instances": [i % 3]}, timeout=10).status_code, range(200))
-            )
-        assert statuses == [200] * 200
+            statuses = list(pool.map(
+                lambda i: session.post(f"{base}/predict", json={"features": rows[i % 3]}, timeout=10).status_code,
+                range(201),
+            ))
+        assert statuses == [200] * 201
         text = requests.get(f"{base}/metrics", timeout=10).text
-    finally:
-        server.close()
-        thread.join(timeout=10)
-    assert sample(text, "iris_http_requests_total", endpoint="/predict", method="POST", status="200") == 200
-    assert sum(sample(text, "iris_predictions_total", model="iris", version="1", **{"class": c}) for c in CLASSES) == 200
-    assert sample(text, "iris_http_requests_in_flight") == 0
+    assert sample(text, "iris_http_requests_total", endpoint="/predict", method="POST", status="200") == 201
+    for name in ("setosa", "versicolor", "virginica"):
+        assert sample(text, "iris_predictions_total", model="iris", version="1", **{"class": name}) == 67
+    assert sample(text, "iris_http_requests_in_flight") == 0  # scrapes are not counted
 
 
 # A process of the multiprocess tests: sends N requests to its own app, or scrapes.
