@@ -28,6 +28,8 @@ def create_app(config: str | type | Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(instance_path()), instance_relative_config=True)
     load_config(app, config)
     app.json = OrjsonProvider(app)
+    # "/models/a//predict" is a 404 JSON, not a 308 redirect to an HTML page.
+    app.url_map.merge_slashes = False
 
     from .compression import Compression
     from .security import Security

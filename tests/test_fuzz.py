@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from urllib.parse import quote
 from collections.abc import Iterator
 
 import pytest
@@ -69,7 +70,7 @@ def fill(template: str, data: st.DataObject) -> str:
 
     def value(match: re.Match[str]) -> str:
         drawn = data.draw(PATH_VALUES.get(match.group(2), st.just("iris")))
-        return "".join(c if c.isalnum() or c in "-_." else f"%{ord(c) & 0xFF:02X}" for c in drawn) or "x"
+        return quote(drawn, safe="") or "x"
 
     return re.sub(r"<(?:(\w+):)?(\w+)>", value, template)
 

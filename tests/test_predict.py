@@ -211,3 +211,9 @@ def test_model_error_is_json_500_without_internals(app, client, monkeypatch, cap
     assert "secret" not in response.get_data(as_text=True)
     assert "Traceback" not in response.get_data(as_text=True)
     assert any("secret internal detail" in str(r.exc_info) for r in caplog.records if r.exc_info)
+
+
+def test_doubled_slashes_are_a_json_404_not_a_redirect(client):
+    response = client.post("/models/iris//predict", json={"features": [5.1, 3.5, 1.4, 0.2]})
+    assert response.status_code == 404
+    assert response.get_json()["code"] == 404
