@@ -6,14 +6,16 @@ from typing import Any
 
 from flask import Flask
 
+from .compression import Compression
 from .config import instance_path, load_config
 from .errors import register_error_handlers
 from .extensions import ModelStore
 from .json_provider import OrjsonProvider
 from .metrics import Metrics
-from .request_log import RequestLog
-from .tracing import Tracing
 from .parsing import Api
+from .request_log import RequestLog
+from .security import Security
+from .tracing import Tracing
 
 __version__ = "0.1.0"
 __all__ = ["ModelStore", "__version__", "create_app"]
@@ -31,16 +33,25 @@ def create_app(config: str | type | Mapping[str, Any] | None = None) -> Flask:
     # "/models/a//predict" is a 404 JSON, not a 308 redirect to an HTML page.
     app.url_map.merge_slashes = False
 
-    from .compression import Compression
-    from .security import Security
+    init_extensions(app)
+    api = Api(app)
+    register_error_handlers(app)
+    register_blueprints(app, api)
+    register_commands(app)
+    return app
 
-    # Compression first: its after_request hook then runs after the security
-    # headers hook, which hashes the uncompressed HTML it sends.
+
+def init_extensions(app: Flask) -> None:
+    """Initialise the extensions; their order is the order their hooks need.
+
+    Compression before Security: Flask runs ``after_request`` hooks last-registered
+    first, so the security-headers hook sees (and hashes) the uncompressed HTML.
+    Tracing before the request log (the span wraps everything), the request log
+    before metrics (the id exists first, the log line is written last), metrics
+    before the models load (start-up loads are counted).
+    """
     Compression().init_app(app)
     Security().init_app(app)
-
-    # Tracing first (the request span wraps everything), then request ids and
-    # logs, then metrics, which must exist before models load to count loads.
     Tracing().init_app(app)
     RequestLog().init_app(app)
     Metrics().init_app(app)
@@ -48,31 +59,22 @@ def create_app(config: str | type | Mapping[str, Any] | None = None) -> Flask:
     store.load_hooks.append(_count_model_load)
     store.init_app(app)
 
-    api = Api(app)
-    register_error_handlers(app)
 
-    from .blueprints import admin, docs, health, models, predictions
+def register_blueprints(app: Flask, api: Api) -> None:
+    """The JSON APIs go through flask-smorest (documented in /openapi.json); pages do not."""
+    from .blueprints import admin, docs, health, mlflow, models, predictions, ui, v1, v2
 
-    api.register_blueprint(predictions.blp)
-    api.register_blueprint(health.blp)
-    api.register_blueprint(models.blp)
-    api.register_blueprint(admin.blp)
+    for blueprint in (predictions.blp, health.blp, models.blp, admin.blp, v1.blp, v2.blp, mlflow.blp):
+        api.register_blueprint(blueprint)
     app.register_blueprint(docs.blp)
-
-    from .blueprints import mlflow, v1, v2
-
-    api.register_blueprint(v1.blp)
-    api.register_blueprint(v2.blp)
-    api.register_blueprint(mlflow.blp)
-
-    from .blueprints import ui
-
     app.register_blueprint(ui.blp)
 
+
+def register_commands(app: Flask) -> None:
+    """``flask train``: the same command as ``iris-service train``."""
     from .cli import train
 
     app.cli.add_command(train)
-    return app
 
 
 def _count_model_load(app: Flask, name: str, model: Any, error: Exception | None, reload: bool) -> None:
