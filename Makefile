@@ -21,11 +21,11 @@ $(PY):
 
 # Installed once per change of pyproject.toml; quiet and quick when nothing changed.
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PIP) install -q -e .
+	$(PIP) install -qq -e .
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -qq -e ".[dev]"
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -64,12 +64,13 @@ fuzz: $(VENV)/.installed-dev
 # missing; without wrk (no apt-get, no root) the bench uses its own load generator.
 QUICK ?=
 $(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-dev
-	$(PIP) install -q -e ".[dev,bench]"
+	$(PIP) install -qq -e ".[dev,bench]"
 	@touch $@
 
 bench: $(VENV)/.installed-bench
 	@command -v wrk >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
-		$$( [ "$$(id -u)" = 0 ] || echo sudo -n ) apt-get install -y -qq wrk >/dev/null 2>&1; } || \
+		{ SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); $$SUDO apt-get update -qq && \
+		  $$SUDO apt-get install -y -qq wrk; } >/dev/null 2>&1; } || \
 		echo "wrk not installed (apt-get install -y wrk): using bench/loadgen.py"
 	$(PY) -m bench $(if $(filter-out 0,$(QUICK)),--quick)
 
