@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from .artifacts import Manifest, load_verified, runtime_versions, utc_now, write_artifact
 from .errors import ArtifactError
-from .runtime import Model, Prediction, SklearnModel
+from .runtime import ManifestModel, Model, Prediction, SklearnModel
 
 #: Largest difference allowed between original and ONNX probabilities
 #: (relative to the largest output for regression values beyond 1).
@@ -27,7 +27,7 @@ INPUT_NAME = "input"
 IRIS_DATASET = "sklearn.datasets.load_iris"
 
 
-class OnnxModel:
+class OnnxModel(ManifestModel):
     """An ONNX graph behind the same ``predict`` as ``SklearnModel``.
 
     Input goes in as float32 (what skl2onnx graphs take); answers come back as
@@ -36,35 +36,18 @@ class OnnxModel:
     """
 
     def __init__(self, session: Any, manifest: Manifest) -> None:
+        super().__init__(manifest)
         self.session = session
-        self.manifest = manifest
-        self.name = manifest.name
-        self.version = manifest.version
-        self.feature_names = tuple(manifest.feature_names)
-        self.class_names = tuple(manifest.class_names) if manifest.class_names else None
-        self.is_classifier = manifest.task == "classification"
         outputs = [o.name for o in session.get_outputs()]
         self._input = session.get_inputs()[0].name
         self.has_probabilities = self.is_classifier and "probabilities" in outputs
-        self._classes = np.asarray(manifest.classes or ())
-
-    @property
-    def n_features(self) -> int:
-        return len(self.feature_names)
 
     def predict(self, x: npt.NDArray[np.float64]) -> Prediction:
         x32 = np.ascontiguousarray(x, dtype=np.float32)
         if self.has_probabilities:
             (proba,) = self.session.run(["probabilities"], {self._input: x32})
-            proba = np.asarray(proba, dtype=np.float64)
-            return Prediction(classes=proba.argmax(axis=1), probabilities=proba)
-        raw = np.asarray(self.session.run(None, {self._input: x32})[0])
-        if self.is_classifier:
-            return Prediction(classes=np.searchsorted(self._classes, raw).astype(np.int64))
-        values = raw.astype(np.float64)
-        if values.ndim == 2 and values.shape[1] == 1:
-            values = values[:, 0]
-        return Prediction(values=values)
+            return self._from_probabilities(proba)
+        return self._from_outputs(self.session.run(None, {self._input: x32})[0])
 
 
 def load_session(data: bytes, manifest: Manifest) -> Any:

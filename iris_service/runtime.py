@@ -59,7 +59,44 @@ class Model(Protocol):
     def predict(self, x: npt.NDArray[np.float64]) -> Prediction: ...
 
 
-class SklearnModel:
+class ManifestModel:
+    """What every runtime takes from the manifest, and how raw outputs become a ``Prediction``.
+
+    scikit-learn and ONNX runtimes differ only in the call that computes the
+    outputs; the mapping to class indices and values is shared here so the two
+    can never answer differently for the same outputs.
+    """
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.name = manifest.name
+        self.version = manifest.version
+        self.feature_names = tuple(manifest.feature_names)
+        self.class_names = tuple(manifest.class_names) if manifest.class_names else None
+        self.is_classifier = manifest.task == "classification"
+        self.has_probabilities = False
+        self._classes = np.asarray(manifest.classes or ())
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def _from_probabilities(self, proba: Any) -> Prediction:
+        proba = np.asarray(proba, dtype=np.float64)
+        return Prediction(classes=proba.argmax(axis=1), probabilities=proba)
+
+    def _from_outputs(self, raw: Any) -> Prediction:
+        """Labels of a classifier without probabilities, or a regressor's values."""
+        raw = np.asarray(raw)
+        if self.is_classifier:
+            return Prediction(classes=np.searchsorted(self._classes, raw).astype(np.int64))
+        values = raw.astype(np.float64)
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        return Prediction(values=values)
+
+
+class SklearnModel(ManifestModel):
     """A scikit-learn estimator (or pipeline) served through ``predict``.
 
     One estimator call per request: classifiers with ``predict_proba`` take the
@@ -68,20 +105,11 @@ class SklearnModel:
     """
 
     def __init__(self, estimator: Any, manifest: Manifest) -> None:
+        super().__init__(manifest)
         self.estimator = estimator
-        self.manifest = manifest
-        self.name = manifest.name
-        self.version = manifest.version
-        self.feature_names = tuple(manifest.feature_names)
-        self.class_names = tuple(manifest.class_names) if manifest.class_names else None
-        self.is_classifier = manifest.task == "classification"
         self.has_probabilities = self.is_classifier and hasattr(estimator, "predict_proba")
-        self._classes = np.asarray(getattr(estimator, "classes_", []))
+        self._classes = np.asarray(getattr(estimator, "classes_", self._classes))
         _forget_feature_names(estimator)
-
-    @property
-    def n_features(self) -> int:
-        return len(self.feature_names)
 
     def predict(self, x: npt.NDArray[np.float64]) -> Prediction:
         import sklearn
@@ -89,15 +117,8 @@ class SklearnModel:
         # Codecs already checked shape and finiteness; scikit-learn need not again.
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             if self.has_probabilities:
-                proba = np.asarray(self.estimator.predict_proba(x), dtype=np.float64)
-                return Prediction(classes=proba.argmax(axis=1), probabilities=proba)
-            raw = np.asarray(self.estimator.predict(x))
-        if self.is_classifier:
-            return Prediction(classes=np.searchsorted(self._classes, raw).astype(np.int64))
-        values = raw.astype(np.float64)
-        if values.ndim == 2 and values.shape[1] == 1:
-            values = values[:, 0]
-        return Prediction(values=values)
+                return self._from_probabilities(self.estimator.predict_proba(x))
+            return self._from_outputs(self.estimator.predict(x))
 
 
 def from_artifact(artifact: Artifact) -> Model:

@@ -131,73 +131,43 @@ def _infer(body: dict[str, Any], name: str, version: str | None) -> Any:
     return response
 
 
-@blp.route("/v2/models/<name>")
+@blp.route("/v2/models/<name>", endpoint="ModelMetadata")
+@blp.route("/v2/models/<name>/versions/<version>", endpoint="ModelVersionMetadata")
 class ModelMetadata(MethodView):
-    @blp.response(200, ModelMetadataSchema)
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model")
-    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
-    def get(self, name: str) -> dict[str, Any]:
-        """Model metadata: versions, input and output tensors."""
-        return _metadata(name, None)
-
-
-@blp.route("/v2/models/<name>/versions/<version>")
-class ModelVersionMetadata(MethodView):
     @blp.response(200, ModelMetadataSchema)
     @blp.alt_response(404, schema=PlainErrorSchema, description="No such model or version")
     @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
-    def get(self, name: str, version: str) -> dict[str, Any]:
-        """Model metadata of the version being served."""
+    def get(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Model metadata: versions, input and output tensors."""
         return _metadata(name, version)
 
 
-@blp.route("/v2/models/<name>/ready")
+@blp.route("/v2/models/<name>/ready", endpoint="ModelReady")
+@blp.route("/v2/models/<name>/versions/<version>/ready", endpoint="ModelVersionReady")
 class ModelReady(MethodView):
-    @blp.response(200, ModelReadySchema)
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model")
-    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
-    def get(self, name: str) -> dict[str, Any]:
-        """Model readiness: 200 when loaded."""
-        return _ready(name, None)
-
-
-@blp.route("/v2/models/<name>/versions/<version>/ready")
-class ModelVersionReady(MethodView):
     @blp.response(200, ModelReadySchema)
     @blp.alt_response(404, schema=PlainErrorSchema, description="No such model or version")
     @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
-    def get(self, name: str, version: str) -> dict[str, Any]:
-        """Model readiness of one version: 200 when that version is served."""
+    def get(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Model readiness: 200 when the model (or that version) is served."""
         return _ready(name, version)
 
 
-@blp.route("/v2/models/<name>/infer")
+@blp.route("/v2/models/<name>/infer", endpoint="Infer")
+@blp.route("/v2/models/<name>/versions/<version>/infer", endpoint="InferVersion")
 class Infer(MethodView):
     @blp.arguments(InferRequestSchema)
     @blp.response(200, InferResponseSchema)
     @blp.alt_response(400, schema=PlainErrorSchema, description="Invalid request, shape, datatype or data")
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model")
+    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model or version")
     @blp.alt_response(415, schema=PlainErrorSchema, description="Unsupported media type")
     @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
-    def post(self, body: dict[str, Any], name: str) -> Any:
+    def post(self, body: dict[str, Any], name: str, version: str | None = None) -> Any:
         """Run one Open Inference Protocol request.
 
         JSON, or (binary tensor data extension) a JSON header of
         `Inference-Header-Content-Length` bytes followed by raw little-endian tensors.
         """
-        return _infer(body, name, None)
-
-
-@blp.route("/v2/models/<name>/versions/<version>/infer")
-class InferVersion(MethodView):
-    @blp.arguments(InferRequestSchema)
-    @blp.response(200, InferResponseSchema)
-    @blp.alt_response(400, schema=PlainErrorSchema, description="Invalid request, shape, datatype or data")
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model or version")
-    @blp.alt_response(415, schema=PlainErrorSchema, description="Unsupported media type")
-    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
-    def post(self, body: dict[str, Any], name: str, version: str) -> Any:
-        """Run one Open Inference Protocol request on a given model version."""
         return _infer(body, name, version)
 
 
