@@ -50,6 +50,10 @@ class Config:
     ALLOW_VERSION_MISMATCH = False
     SKOPS_TRUSTED_TYPES: list[str] = []  # trusted beyond skops_format.TRUSTED_TYPES
     MAX_BATCH_SIZE = 10_000
+    # "reject": values outside the manifest's training min/max answer 422 (V1/V2/MLflow 400)
+    # instead of an extrapolated prediction; the margin widens each range by a fraction of it.
+    INPUT_RANGE_POLICY = "allow"
+    INPUT_RANGE_MARGIN = 0.0
     # 10,000 rows of 4 numbers is ~400 kB of JSON; 16 MiB leaves room for wide models.
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     ADMIN_TOKEN: str | None = None
@@ -144,6 +148,7 @@ def load_config(app: Flask, config: str | type | Mapping[str, Any] | None) -> No
         app.config.update(config)
     if app.config.get("ENV_NAME") == "development" and not _model_configured(app.config):
         app.config["MODEL_PATH"] = str(default_model_path(Path(app.instance_path)))
+    _check_input_ranges(app.config)
     if cls is ProductionConfig or app.config.get("ENV_NAME") == "production":
         # Whatever instance files or variables say, the debugger never runs here.
         app.config["DEBUG"] = False
@@ -156,6 +161,17 @@ def load_config(app: Flask, config: str | type | Mapping[str, Any] | None) -> No
                 "Production needs a model: set IRIS_SERVICE_MODEL_PATH to a trained "
                 "artifact (for example: iris-service train --out models/iris/model.joblib)."
             )
+
+
+def _check_input_ranges(config: dict[str, Any]) -> None:
+    """Refuse a misspelt range policy at startup: it would silently serve extrapolations."""
+    policy = str(config.get("INPUT_RANGE_POLICY", "allow")).lower()
+    if policy not in ("allow", "reject"):
+        raise ConfigError(f"INPUT_RANGE_POLICY must be 'allow' or 'reject', not {config['INPUT_RANGE_POLICY']!r}.")
+    config["INPUT_RANGE_POLICY"] = policy
+    margin = config.get("INPUT_RANGE_MARGIN", 0.0)
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < float("inf"):
+        raise ConfigError(f"INPUT_RANGE_MARGIN must be a number >= 0 (a fraction of each range), not {margin!r}.")
 
 
 def _model_configured(config: Mapping[str, Any]) -> bool:

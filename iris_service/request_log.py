@@ -8,15 +8,18 @@ headers, no query string (which may hold an API key).
 from __future__ import annotations
 
 import logging
+import os
+import queue
+import random
 import re
 import sys
+import threading
 import time
-import uuid
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
 import orjson
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 
 from .tracing import EXTENSION_KEY as TRACING_KEY
 from .tracing import current_trace_id
@@ -30,6 +33,15 @@ LOG_FORMATS = ("json", "text")
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _START = "_iris_request_log_start"
 _TIME = "_iris_request_log_time"
+#: The environ key of ``X-Request-ID``: read directly, a missing header costs no exception.
+_REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
+# The version (4) and variant (RFC 4122) bits of a random UUID.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+#: How often the writer thread writes the lines queued since its last write (seconds).
+WRITE_INTERVAL = 0.05
+#: How long ``flush`` waits for the writer thread before giving up (seconds).
+FLUSH_TIMEOUT = 5.0
 
 
 def request_id() -> str:
@@ -40,30 +52,139 @@ def request_id() -> str:
     """
     rid: str | None = g.get("request_id")
     if rid is None:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        rid = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        incoming = request.environ.get(_REQUEST_ID_ENVIRON, "")
+        rid = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else _new_id()
         g.request_id = rid
     return rid
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes each line to whatever ``sys.stderr`` is now.
+def _new_id() -> str:
+    """A random (version 4) UUID as 32 hex digits, in the format of ``uuid.uuid4().hex``.
 
-    Binding the stream at creation would keep writing to a stream that pytest
-    or a server has since replaced (as ``logging.lastResort`` avoids too).
+    From ``random``, not ``os.urandom``: an id is a label, not a secret, and the
+    system call releases the GIL, which a request thread then waits to get back
+    behind the busy ones. Python reseeds ``random`` in a forked child.
+    """
+    return f"{(random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET:032x}"
+
+
+class _StderrHandler(logging.Handler):
+    """Hands each line to a writer thread that writes it to ``sys.stderr``.
+
+    A write to stderr releases the GIL, and a request thread then waits behind the
+    busy ones to get it back: under 8 waitress threads the log line cost more than
+    the prediction. The request thread only enqueues; every ``WRITE_INTERVAL`` the
+    writer takes the queued lines and writes them in one call. Each line goes to the ``sys.stderr`` of
+    the moment it was logged (pytest and servers replace it), as ``logging.lastResort``
+    does. ``flush`` waits for the lines logged so far, and ``logging.shutdown`` (at
+    exit) flushes and closes the handler, so no line is lost on a clean stop.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.setFormatter(logging.Formatter("%(message)s"))
+        self._queue: queue.SimpleQueue[tuple[TextIO | None, Any]] = queue.SimpleQueue()
+        self._start_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._pid = -1
 
-    @property
-    def stream(self) -> TextIO:  # type: ignore[override]
-        return sys.stderr
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.put(record.getMessage())
+        except Exception:
+            self.handleError(record)
 
-    @stream.setter
-    def stream(self, value: TextIO) -> None:
+    def put(self, line: str) -> None:
+        """Queue one preformatted line (what ``emit`` does without a ``LogRecord``)."""
+        if self._pid != os.getpid():
+            self._start()
+        self._queue.put((sys.stderr, line))
+
+    def flush(self) -> None:
+        """Return once every line queued before the call is written (or after FLUSH_TIMEOUT)."""
+        writer = self._writer
+        if writer is None or self._pid != os.getpid() or not writer.is_alive():
+            return
+        done = threading.Event()
+        self._queue.put((None, done))
+        self._wake.set()
+        done.wait(FLUSH_TIMEOUT)
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread."""
+        writer = self._writer
+        if writer is not None and self._pid == os.getpid() and writer.is_alive():
+            self._queue.put((None, None))
+            self._wake.set()
+            writer.join(FLUSH_TIMEOUT)
+        self._writer = None
+        super().close()
+
+    def _start(self) -> None:
+        """Start the writer in this process (again after a fork: threads do not survive one)."""
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            self._queue = queue.SimpleQueue()
+            self._wake = threading.Event()
+            self._writer = threading.Thread(target=self._write_forever, name="iris-request-log", daemon=True)
+            self._writer.start()
+            self._pid = os.getpid()
+
+    def _write_forever(self) -> None:
+        # Woken every WRITE_INTERVAL, not per line: a thread woken per line would
+        # itself queue for the GIL behind the request threads, once per request.
+        source, wake = self._queue, self._wake
+        while True:
+            wake.wait(WRITE_INTERVAL)
+            wake.clear()
+            batch = []
+            while True:
+                try:
+                    batch.append(source.get_nowait())
+                except queue.Empty:
+                    break
+            stop = False
+            lines: list[str] = []
+            stream: TextIO | None = None
+            for target, item in batch:
+                if target is None:
+                    _write(stream, lines)
+                    lines, stream = [], None
+                    if item is None:
+                        stop = True
+                    else:
+                        item.set()
+                    continue
+                if target is not stream:
+                    _write(stream, lines)
+                    lines, stream = [], target
+                lines.append(item)
+            _write(stream, lines)
+            if stop:
+                return
+
+
+def _write(stream: TextIO | None, lines: list[str]) -> None:
+    """Write lines with one call; a closed or broken stream drops them (as a dead terminal would)."""
+    if stream is None or not lines:
+        return
+    try:
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
+    except (OSError, ValueError):
         pass
+
+
+def flush() -> None:
+    """Wait until every request line logged so far has reached stderr.
+
+    Lines are written by a background thread; a test reading stderr right after a
+    request calls this first.
+    """
+    for handler in logging.getLogger(LOGGER_NAME).handlers:
+        if isinstance(handler, _StderrHandler):
+            handler.flush()
 
 
 def _configure_logger(level: int) -> logging.Logger:
@@ -97,9 +218,11 @@ def _printable(text: str) -> str:
 class RequestLogState:
     """The hooks and format of one app; lives in ``app.extensions["iris_request_log"]``."""
 
-    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+    def __init__(self, logger: logging.Logger, log_format: str, extensions: dict[str, Any] | None = None) -> None:
         self.logger = logger
         self.log_format = log_format
+        # The app's extensions, to see whether tracing is on without a current_app lookup.
+        self.extensions = extensions if extensions is not None else {}
 
     def before_request(self) -> None:
         """Fix the request id and the start time."""
@@ -118,9 +241,23 @@ class RequestLogState:
         response.headers[REQUEST_ID_HEADER] = rid
         level = logging.ERROR if response.status_code >= 500 else logging.INFO
         if self.logger.isEnabledFor(level):
-            record = self._record(rid, response, level)
-            self.logger.log(level, self._format(record))
+            self._emit(level, self._format(self._record(rid, response, level)))
         return response
+
+    def _emit(self, level: int, line: str) -> None:
+        """Log the line; when our handler is the logger's only reader, queue it directly.
+
+        A ``LogRecord`` (caller lookup, thread and process names) costs more than the
+        line; it is made only when someone else listens (a test's handler, a filter).
+        """
+        logger = self.logger
+        handlers = logger.handlers
+        if len(handlers) == 1 and not logger.filters:
+            handler = handlers[0]
+            if type(handler) is _StderrHandler and not handler.filters and handler.level <= level:
+                handler.put(line)
+                return
+        logger.log(level, line)
 
     def _record(self, rid: str, response: Response, level: int) -> dict[str, Any]:
         # Proxies resolved once: each access through flask's g or request costs ~1 us.
@@ -140,9 +277,9 @@ class RequestLogState:
             "model": getattr(ctx, "model_name", None),
             "model_version": getattr(ctx, "model_version", None),
             "batch_size": getattr(ctx, "batch_size", None),
-            "remote_addr": req.remote_addr,
+            "remote_addr": req.environ.get("REMOTE_ADDR"),
         }
-        if TRACING_KEY in current_app.extensions:
+        if TRACING_KEY in self.extensions:
             trace_id = current_trace_id()
             if trace_id is not None:
                 record["trace_id"] = trace_id
@@ -182,7 +319,7 @@ class RequestLog:
         if log_format not in LOG_FORMATS:
             raise ValueError(f"LOG_FORMAT must be one of {LOG_FORMATS}, not {log_format!r}")
         logger = _configure_logger(_level(app.config["LOG_LEVEL"]))
-        state = RequestLogState(logger, log_format)
+        state = RequestLogState(logger, log_format, app.extensions)
         app.extensions[EXTENSION_KEY] = state
         app.before_request(state.before_request)
         app.after_request(state.after_request)

@@ -109,17 +109,38 @@ def _check_api_key(settings: SecuritySettings) -> None:
     require_token(request, settings.api_keys, realm=REALM)
 
 
-def _harden(settings: SecuritySettings, response: Response) -> Response:
-    headers = response.headers
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Frame-Options", "DENY")
+#: The hardening headers every response gets unless it already has them, in order.
+_DEFAULT_HEADERS = (
+    ("referrer-policy", "Referrer-Policy", "no-referrer"),
+    ("x-frame-options", "X-Frame-Options", "DENY"),
     # Predictions and errors are per request: no cache may keep them. Assets
     # that chose their own policy (Swagger UI's files) keep it.
-    if "Cache-Control" not in headers:
-        headers["Cache-Control"] = "no-store"
-    if "Content-Security-Policy" not in headers:
-        headers["Content-Security-Policy"] = _csp_for(response)
+    ("cache-control", "Cache-Control", "no-store"),
+)
+
+
+def _harden(settings: SecuritySettings, response: Response) -> Response:
+    # One pass over the response's few headers instead of a lookup per header
+    # (werkzeug raises and catches a KeyError for each one that is missing).
+    headers = response.headers
+    present = set()
+    content_type = ""
+    for key, value in headers:
+        lower = key.lower()
+        present.add(lower)
+        if lower == "content-type":
+            content_type = value
+    if "x-content-type-options" in present:
+        headers["X-Content-Type-Options"] = "nosniff"
+    else:
+        headers.add("X-Content-Type-Options", "nosniff")
+    for lower, name, value in _DEFAULT_HEADERS:
+        if lower not in present:
+            headers.add(name, value)
+    if "content-security-policy" not in present:
+        # Only an HTML page needs its scripts hashed; JSON answers take the constant.
+        html = content_type[:9].lower() == "text/html"
+        headers.add("Content-Security-Policy", _csp_for(response) if html else API_CSP)
     if settings.cors_origins:
         _add_cors(settings, response)
     return response

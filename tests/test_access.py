@@ -11,6 +11,7 @@ from conftest import KNOWN_ROWS, create_app_for_test
 
 from iris_service import create_app
 from iris_service.config import ConfigError
+from iris_service.request_log import flush as flush_request_log
 
 ROW = KNOWN_ROWS[0][0]
 KEYS = ["key-one-0123456789", "key-two-abcdefghij"]
@@ -166,6 +167,7 @@ def test_keys_never_appear_in_logs_or_answers(iris_artifact, tmp_path, monkeypat
         client.post("/predict", json={"nope": 1}, headers={"X-API-Key": KEYS[0]}),
     ]
     assert [r.status_code for r in answers] == [200, 200, 401, 401, 422]
+    flush_request_log()  # request lines are written by a background thread
     captured = capsys.readouterr()
     text = caplog.text + captured.out + captured.err + "".join(r.get_data(as_text=True) for r in answers)
     assert "/predict" in captured.err  # the request log did write lines

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from flask import Flask, g, request
 
-from iris_service.request_log import LOGGER_NAME, REQUEST_ID_HEADER, RequestLog, request_id
+from iris_service.request_log import LOGGER_NAME, REQUEST_ID_HEADER, RequestLog, flush, request_id
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -198,6 +198,7 @@ def test_init_app_twice_keeps_one_handler_and_each_apps_format(log: Lines) -> No
 
 def test_lines_reach_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     make_app().test_client().get("/nowhere", headers={REQUEST_ID_HEADER: "to-stderr"})
+    flush()  # lines are written by a background thread
     err = capsys.readouterr().err.strip().splitlines()
     assert [orjson.loads(line)["request_id"] for line in err] == ["to-stderr"]
 

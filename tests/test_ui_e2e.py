@@ -209,3 +209,25 @@ def test_model_picker_and_card_for_several_models(browser, live_server, forest_a
         browser.save_screenshot(str(tmp_path / "06-forest.png"))
         links = {a.text: a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "nav a")}
         assert links == {"API docs": base + "/docs", "OpenAPI": base + "/openapi.json"}
+
+
+def test_out_of_range_value_refused_by_the_api_is_shown_next_to_the_field(browser, live_server, tmp_path):
+    with live_server({**UI_ENV, "IRIS_SERVICE_INPUT_RANGE_POLICY": "reject"}) as base:
+        browser.get(base + "/")
+        fill(browser, {"petal_width": "9"})
+        predict(browser)
+        field = browser.find_element(By.NAME, "petal_width")
+        # The server's message with the allowed range, not the page's extrapolation warning.
+        assert message_for(browser, "petal_width") == "Must be between 0.1 and 2.5 (the training range); got 9."
+        assert field.get_attribute("aria-invalid") == "true"
+        assert browser.switch_to.active_element == field
+        assert message_for(browser, "petal_length") == ""
+        assert browser.find_element(By.ID, "form-error").text == "Please correct the highlighted field."
+        assert browser.find_element(By.ID, "result-summary").text == "No prediction: the input was refused."
+        browser.save_screenshot(str(tmp_path / "07-out-of-range-rejected.png"))
+
+        fill(browser, {"petal_width": "0.2"})
+        predict(browser)
+        assert message_for(browser, "petal_width") == ""
+        assert field.get_attribute("aria-invalid") is None
+        assert browser.find_element(By.ID, "predicted-label").text == "setosa"

@@ -41,6 +41,7 @@ class Reload(MethodView):
     @blp.alt_response(401, schema=ErrorSchema, description="Missing or wrong token")
     @blp.alt_response(404, schema=ErrorSchema, description="No such model or version")
     @blp.alt_response(409, schema=ErrorSchema, description="The artifact failed verification; the old model keeps serving")
+    @blp.alt_response(422, schema=ErrorSchema, description="An empty version")
     def post(self, args: dict[str, Any], name: str) -> dict[str, Any]:
         """Load, verify and atomically swap in a model's artifact.
 

@@ -51,6 +51,7 @@ class Invocations(MethodView):
     @blp.arguments(InvocationsRequestSchema)
     @blp.response(200, InvocationsResponseSchema)
     @blp.alt_response(400, schema=PlainErrorSchema, description="Malformed body, or a missing or unknown column")
+    @blp.alt_response(413, schema=PlainErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
     @blp.alt_response(415, schema=PlainErrorSchema, description="Body is neither application/json nor text/csv")
     @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +76,7 @@ class Ping(MethodView):
 @blp.route("/version")
 class Version(MethodView):
     @blp.response(200, content_type="text/plain")
+    @blp.doc(responses={"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}})
     def get(self) -> Response:
         """The iris-service version, as plain text like MLflow's /version."""
         return Response(__version__, mimetype="text/plain")

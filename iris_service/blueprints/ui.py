@@ -74,6 +74,7 @@ def index() -> ResponseReturnValue:
         features=features_of(model) if model else [],
         examples=examples_for(model) if model else [],
         card=model_card(model) if model else {},
+        range_policy=current_app.config.get("INPUT_RANGE_POLICY", "allow"),
         version=__version__,
     )
 

@@ -38,6 +38,7 @@ class Predict(MethodView):
     @blp.response(200, V1PredictResponseSchema)
     @blp.alt_response(400, schema=PlainErrorSchema, description="Malformed or invalid body")
     @blp.alt_response(404, schema=PlainErrorSchema, description="No such model")
+    @blp.alt_response(413, schema=PlainErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
     @blp.alt_response(415, schema=PlainErrorSchema, description="Body is not application/json")
     @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
     def post(self, body: dict[str, Any], name: str) -> dict[str, Any]:

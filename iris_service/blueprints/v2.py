@@ -158,9 +158,16 @@ class ModelReady(MethodView):
 class Infer(MethodView):
     @blp.arguments(InferRequestSchema)
     @blp.response(200, InferResponseSchema)
+    # The binary tensor data extension answers raw bytes when outputs ask for them.
+    @blp.doc(responses={"200": {"description": "OK", "content": {
+        "application/json": {"schema": InferResponseSchema},
+        _OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}},
+    }}})
     @blp.alt_response(400, schema=PlainErrorSchema, description="Invalid request, shape, datatype or data")
     @blp.alt_response(404, schema=PlainErrorSchema, description="No such model or version")
+    @blp.alt_response(413, schema=PlainErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
     @blp.alt_response(415, schema=PlainErrorSchema, description="Unsupported media type")
+    @blp.alt_response(422, schema=PlainErrorSchema, description="More rows than MAX_BATCH_SIZE")
     @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
     def post(self, body: dict[str, Any], name: str, version: str | None = None) -> Any:
         """Run one Open Inference Protocol request.
@@ -175,8 +182,11 @@ class Infer(MethodView):
 class RepositoryIndex(MethodView):
     @blp.arguments(RepositoryIndexRequestSchema)
     @blp.response(200, RepositoryModelSchema(many=True))
+    @blp.alt_response(400, schema=PlainErrorSchema, description="Malformed or invalid body")
     @blp.alt_response(401, schema=PlainErrorSchema, description="Missing or wrong token")
     @blp.alt_response(404, schema=PlainErrorSchema, description="No ADMIN_TOKEN configured")
+    @blp.alt_response(413, schema=PlainErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
+    @blp.alt_response(415, schema=PlainErrorSchema, description="Body is not application/json")
     def post(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """List the configured models with their state (admin token)."""
         listing = [{"name": name, **status} for name, status in registry().status().items()]

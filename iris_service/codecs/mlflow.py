@@ -13,21 +13,25 @@ import numpy.typing as npt
 from ..errors import BadRequest
 from ..runtime import Model, Prediction
 from ..schemas.fields import NamedRows
-from . import Decoded
+from . import Decoded, check_ranges
 
 
 def decode(body: dict[str, Any], model: Model) -> Decoded:
+    return Decoded(check_ranges(_matrix(body, model), model, error=BadRequest))
+
+
+def _matrix(body: dict[str, Any], model: Model) -> npt.NDArray[np.float64]:
     if "dataframe_split" in body:
         split = body["dataframe_split"]
         x = split["data"]
         if "columns" not in split:
-            return Decoded(_check_width(x, model))
+            return _check_width(x, model)
         order = [split["columns"].index(name) for name in _match_columns(split["columns"], model)]
-        return Decoded(x[:, order])
+        return x[:, order]
     rows = body.get("dataframe_records", body.get("instances", body.get("inputs")))
     if isinstance(rows, NamedRows):
-        return Decoded(_named_matrix(rows, model))
-    return Decoded(_check_width(rows, model))
+        return _named_matrix(rows, model)
+    return _check_width(rows, model)
 
 
 def encode(prediction: Prediction, model: Model, decoded: Decoded) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import orjson
 
 from ..errors import BadRequest
 from ..runtime import Model, Prediction
-from . import Decoded
+from . import Decoded, check_ranges
 
 INPUT_NAME = "input-0"
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -88,7 +88,7 @@ def decode(body: InferRequest, model: Model) -> Decoded:
             f"{len(body.binary)} bytes of binary data follow the JSON header but the inputs' "
             f"binary_data_size parameters add up to {offset}."
         )
-    x = _matrix(tensors, model)
+    x = check_ranges(_matrix(tensors, model), model, ("inputs",), error=BadRequest)
     return Decoded(x, context={"id": header.get("id"), "outputs": _requested_outputs(header, model)})
 
 

@@ -33,3 +33,4 @@ class PlainErrorSchema(Schema):
     """The ``{"error": ...}`` shape of the V1, V2 and MLflow protocols."""
 
     error = fields.String(required=True)
+    request_id = fields.String(metadata={"description": "Request id, on server errors"})

@@ -1,7 +1,7 @@
 """Schemas of the model registry endpoints."""
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from .base import ResponseSchema
 
@@ -49,7 +49,9 @@ class ModelDetailSchema(ResponseSchema):
 
 
 class ReloadRequestSchema(Schema):
-    version = fields.String(metadata={"description": "Version to load (default: the newest, or the pinned one)"})
+    # An empty ?version= is a malformed request (422), not a search for version "".
+    version = fields.String(validate=validate.Length(min=1),
+                            metadata={"description": "Version to load (default: the newest, or the pinned one)"})
 
 
 class ReloadResponseSchema(ResponseSchema):

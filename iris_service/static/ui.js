@@ -37,8 +37,11 @@
   }
 
   // A value outside the training range still gets an answer, with a warning:
-  // the model extrapolates there, which a person should know.
+  // the model extrapolates there, which a person should know. When the server
+  // rejects such values (INPUT_RANGE_POLICY=reject) its own message, with the
+  // allowed range, goes next to the field instead.
   function warnOutOfRange() {
+    if (form.dataset.rangePolicy === "reject") { return; }
     inputs.forEach(function (input) {
       var v = input.valueAsNumber;
       var lo = parseFloat(input.dataset.min), hi = parseFloat(input.dataset.max);
