@@ -39,6 +39,7 @@ def markdown(results: Mapping[str, Any]) -> str:
                 _num(server.get("startup_s"), 2),
                 _num(server.get("rss_mib"), 1),
                 _num(server.get("pss_mib"), 1),
+                _num(server.get("rss_after_batches_mib"), 1),
             ]
         )
         for scenario, m in server.get("scenarios", {}).items():
@@ -61,7 +62,7 @@ def markdown(results: Mapping[str, Any]) -> str:
     out += _table(
         ["server", "scenario", "conc", "rows/req", "req/s", "rows/s", "p50 ms", "p99 ms", "errors"], runs
     )
-    out += ["", *_table(["server", "what", "status", "start-up s", "RSS MiB", "PSS MiB"], servers)]
+    out += ["", *_table(["server", "what", "status", "start-up s", "RSS MiB", "PSS MiB", "RSS after batches MiB"], servers)]
     inproc = results.get("inprocess") or {}
     if inproc:
         out += [

@@ -114,7 +114,7 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "T7",
-        "RSS after load: ours waitress / tutorial waitress",
+        "RSS after the single-row loads: ours waitress / tutorial waitress",
         ("servers", "ours-waitress", "rss_mib"),
         ("servers", "tutorial-waitress", "rss_mib"),
         False,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from itertools import chain
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,9 @@ from flask import current_app, has_app_context
 from marshmallow import ValidationError, fields
 
 _NUMBER_TYPES = frozenset({int, float})
+_LIST_ONLY = {list}
+#: Up to this many values, rows are checked in a Python loop rather than with numpy.
+_SMALL = 64
 
 
 @dataclass(frozen=True)
@@ -83,21 +87,36 @@ def positional_rows(rows: list[Any], single: bool = False) -> npt.NDArray[np.flo
     width = len(first)
     if width == 0:
         raise _row_error(0, "Must contain at least one number.", single)
-    for i, row in enumerate(rows):
-        if type(row) is not list:
-            raise _row_error(i, "All rows must be lists of numbers (or all objects).", single)
-        if len(row) != width:
-            raise _row_error(i, f"Expected {width} values like the first row, got {len(row)}.", single)
-    if not {type(v) for row in rows for v in row} <= _NUMBER_TYPES:
+    # Whole-batch checks run in C (map, set); the per-row loop only names the bad row.
+    if set(map(type, rows)) != _LIST_ONLY or set(map(len, rows)) != {width}:
+        _raise_first_bad_row(rows, width, single)
+    count = len(rows) * width
+    if count <= _SMALL:
+        # A few values: a Python loop costs less than numpy's isfinite and all.
+        for i, row in enumerate(rows):
+            for j, value in enumerate(row):
+                if type(value) not in _NUMBER_TYPES or not _finite(value):
+                    raise _cell_error(i, j, _describe_bad(value), single)
+        return np.array(rows, dtype=np.float64)
+    if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
         _raise_first_bad(rows, single)
     try:
-        array = np.array(rows, dtype=np.float64)
+        # fromiter over the checked numbers: about twice as fast as np.array on nested lists.
+        array = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=count).reshape(len(rows), width)
     except (OverflowError, ValueError):
         _raise_first_bad(rows, single)
     if not np.isfinite(array).all():
         i, j = (int(k) for k in np.argwhere(~np.isfinite(array))[0])
         raise _cell_error(i, j, "Must be a finite number.", single)
     return array
+
+
+def _raise_first_bad_row(rows: list[Any], width: int, single: bool) -> None:
+    for i, row in enumerate(rows):
+        if type(row) is not list:
+            raise _row_error(i, "All rows must be lists of numbers (or all objects).", single)
+        if len(row) != width:
+            raise _row_error(i, f"Expected {width} values like the first row, got {len(row)}.", single)
 
 
 def named_rows(rows: list[Any], single: bool = False) -> NamedRows:
