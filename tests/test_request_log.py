@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -207,3 +209,33 @@ def test_lines_reach_stderr(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_settings_fail_at_startup(config: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         make_app(**config)
+
+
+def test_generated_ids_are_version_4_uuids() -> None:
+    client = make_app().test_client()
+    ids = {client.get("/nowhere").headers[REQUEST_ID_HEADER] for _ in range(50)}
+    assert len(ids) == 50
+    for rid in ids:
+        parsed = uuid.UUID(rid)
+        assert parsed.hex == rid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_lines_from_many_threads_all_reach_stderr_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """The background writer loses nothing and keeps each line whole under concurrent requests."""
+    app = make_app()
+
+    def send(worker: int) -> None:
+        client = app.test_client()
+        for i in range(25):
+            client.get("/nowhere", headers={REQUEST_ID_HEADER: f"w{worker}-{i}"})
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    flush()
+    ids = [orjson.loads(line)["request_id"] for line in capsys.readouterr().err.splitlines()]
+    assert sorted(ids) == sorted(f"w{n}-{i}" for n in range(4) for i in range(25))
+    for n in range(4):
+        assert [rid for rid in ids if rid.startswith(f"w{n}-")] == [f"w{n}-{i}" for i in range(25)]
