@@ -14,7 +14,9 @@ from .json_provider import OrjsonProvider
 from .metrics import Metrics
 from .parsing import Api
 from .request_log import RequestLog
-from .security import Security
+from .openapi import ApiKeyDocs
+from .security import EXTENSION_KEY as SECURITY_KEY
+from .security import Security, needs_api_key
 from .tracing import Tracing
 
 __version__ = "0.1.0"
@@ -34,7 +36,7 @@ def create_app(config: str | type | Mapping[str, Any] | None = None) -> Flask:
     app.url_map.merge_slashes = False
 
     init_extensions(app)
-    api = Api(app)
+    api = Api(app, spec_kwargs={"extra_plugins": openapi_plugins(app)})
     register_error_handlers(app)
     register_blueprints(app, api)
     register_commands(app)
@@ -44,20 +46,30 @@ def create_app(config: str | type | Mapping[str, Any] | None = None) -> Flask:
 def init_extensions(app: Flask) -> None:
     """Initialise the extensions; their order is the order their hooks need.
 
-    Compression before Security: Flask runs ``after_request`` hooks last-registered
-    first, so the security-headers hook sees (and hashes) the uncompressed HTML.
-    Tracing before the request log (the span wraps everything), the request log
-    before metrics (the id exists first, the log line is written last), metrics
-    before the models load (start-up loads are counted).
+    Flask runs ``before_request`` hooks in this order and ``after_request`` hooks
+    in the reverse one. Tracing first (its span wraps everything), then the
+    request log and metrics, so a request refused by the API-key check still
+    gets an id, a duration and a log line written last with the final status;
+    Compression before Security, so the security-headers hook sees (and hashes)
+    the uncompressed HTML. Metrics exist before the models load, so start-up
+    loads are counted.
     """
-    Compression().init_app(app)
-    Security().init_app(app)
     Tracing().init_app(app)
     RequestLog().init_app(app)
     Metrics().init_app(app)
+    Compression().init_app(app)
+    Security().init_app(app)
     store = ModelStore()
     store.load_hooks.append(_count_model_load)
     store.init_app(app)
+
+
+def openapi_plugins(app: Flask) -> list[ApiKeyDocs]:
+    """With API keys on, /openapi.json marks the operations that need one."""
+    settings = app.extensions[SECURITY_KEY]
+    if not settings.api_keys:
+        return []
+    return [ApiKeyDocs(lambda rule, blueprint: needs_api_key(settings, rule, blueprint))]
 
 
 def register_blueprints(app: Flask, api: Api) -> None:

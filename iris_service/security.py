@@ -99,14 +99,17 @@ def _check_api_key(settings: SecuritySettings) -> None:
     rule = request.url_rule
     if not settings.api_keys or request.method == "OPTIONS" or rule is None:
         return
-    blueprint = request.blueprint or ""
-    if blueprint in OWN_AUTH_BLUEPRINTS:
-        return
-    if rule.rule in PROBE_RULES and not settings.protect_probes:
-        return
-    if (blueprint in DOCS_BLUEPRINTS or rule.rule in DOCS_RULES) and not settings.protect_docs:
-        return
-    require_token(request, settings.api_keys, realm=REALM)
+    if needs_api_key(settings, rule.rule, request.blueprint or ""):
+        require_token(request, settings.api_keys, realm=REALM)
+
+
+def needs_api_key(settings: SecuritySettings, rule: str, blueprint: str) -> bool:
+    """Whether a route needs a key: the one predicate the hook and the OpenAPI docs share."""
+    if not settings.api_keys or blueprint in OWN_AUTH_BLUEPRINTS:
+        return False
+    if rule in PROBE_RULES and not settings.protect_probes:
+        return False
+    return not ((blueprint in DOCS_BLUEPRINTS or rule in DOCS_RULES) and not settings.protect_docs)
 
 
 #: The hardening headers every response gets unless it already has them, in order.
