@@ -29,7 +29,8 @@ def run(name: str | None, body: Any, codec: Codec, version: str | None = None) -
     rows = decoded.x.shape[0]
     limit = app.config["MAX_BATCH_SIZE"]
     if rows > limit:
-        raise InvalidInput(f"At most {limit} rows per request; got {rows}.")
+        # Each protocol says which status its input errors take (V1/V2/MLflow: 400).
+        raise getattr(codec, "INPUT_ERROR", InvalidInput)(f"At most {limit} rows per request; got {rows}.")
     ctx.batch_size = rows
     with span("predict"):
         prediction = model.predict(decoded.x)

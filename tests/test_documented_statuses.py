@@ -90,8 +90,6 @@ def _v2_infer(path: str) -> list[Call]:
         *_json_routes(path.replace("{version}", "1"), "forest", unknown="nope", unload="forest", body=single,
                       ok_says='"model_name":"forest"', invalid={"inputs": [{**tensor([ROW]), "shape": [1, 2]}]},
                       invalid_status=400, invalid_says="has shape [1, 2] (2 values) but its data holds 4"),
-        Call("POST", path.format(name="forest", version="1"), 422, "At most 2 rows per request; got 3.",
-             {"json": {"inputs": [tensor([ROW] * 3)]}}, config={"MAX_BATCH_SIZE": 2}),
         Call("POST", path.format(name="forest", version="1"), 200, '"binary_data_size"',
              {"json": {**single, "parameters": {"binary_data_output": True}}}),
     ]

@@ -142,3 +142,14 @@ def test_openapi_documents_the_route(client):
     paths = client.get("/openapi.json").get_json()["paths"]
     assert "post" in paths["/v1/models/{name}:predict"]
     assert "get" in paths["/v1/models/{name}"]
+
+
+def test_v1_and_mlflow_answer_400_for_too_many_rows(iris_artifact, tmp_path, monkeypatch):
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path))
+    client = create_app_for_test({"MODEL_PATH": str(iris_artifact), "MAX_BATCH_SIZE": 2}).test_client()
+    rows = [[5.1, 3.5, 1.4, 0.2]] * 3
+    v1 = client.post("/v1/models/iris:predict", json={"instances": rows})
+    mlflow = client.post("/invocations", json={"instances": rows})
+    for response in (v1, mlflow):
+        assert response.status_code == 400
+        assert "At most 2 rows" in response.get_json()["error"]

@@ -274,7 +274,7 @@ def test_max_batch_size_applies(iris_artifact, tmp_path, monkeypatch):
     monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path))
     client = create_app_for_test({"MODEL_PATH": str(iris_artifact), "MAX_BATCH_SIZE": 2}).test_client()
     response = infer(client, [tensor(ROWS)])
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.get_json() == {"error": "At most 2 rows per request; got 3."}
 
 

@@ -163,11 +163,10 @@ class Infer(MethodView):
         "application/json": {"schema": InferResponseSchema},
         _OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}},
     }}})
-    @blp.alt_response(400, schema=PlainErrorSchema, description="Invalid request, shape, datatype or data")
+    @blp.alt_response(400, schema=PlainErrorSchema, description="Invalid request, shape, datatype or data, or more rows than MAX_BATCH_SIZE")
     @blp.alt_response(404, schema=PlainErrorSchema, description="No such model or version")
     @blp.alt_response(413, schema=PlainErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
     @blp.alt_response(415, schema=PlainErrorSchema, description="Unsupported media type")
-    @blp.alt_response(422, schema=PlainErrorSchema, description="More rows than MAX_BATCH_SIZE")
     @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
     def post(self, body: dict[str, Any], name: str, version: str | None = None) -> Any:
         """Run one Open Inference Protocol request.

@@ -15,6 +15,9 @@ from ..runtime import Model, Prediction
 from ..schemas.fields import NamedRows
 from . import Decoded, check_ranges
 
+#: The status of this protocol's input errors (its specification says 400).
+INPUT_ERROR = BadRequest
+
 
 def decode(body: dict[str, Any], model: Model) -> Decoded:
     return Decoded(check_ranges(_matrix(body, model), model, error=BadRequest))

@@ -7,6 +7,9 @@ from ..errors import BadRequest, InvalidInput
 from ..runtime import Model, Prediction
 from . import Decoded, to_matrix
 
+#: The status of this protocol's input errors (its specification says 400).
+INPUT_ERROR = BadRequest
+
 
 def decode(body: dict[str, Any], model: Model) -> Decoded:
     """Rows ordered by the model's features; a misfit is 400, as TF Serving and KServe answer."""

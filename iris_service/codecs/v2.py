@@ -22,6 +22,9 @@ from ..errors import BadRequest
 from ..runtime import Model, Prediction
 from . import Decoded, check_ranges
 
+#: The status of this protocol's input errors (its specification says 400).
+INPUT_ERROR = BadRequest
+
 INPUT_NAME = "input-0"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 #: Datatype -> little-endian numpy dtype, as the binary extension lays tensors out.
