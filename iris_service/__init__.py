@@ -12,9 +12,9 @@ from .errors import register_error_handlers
 from .extensions import ModelStore
 from .json_provider import OrjsonProvider
 from .metrics import Metrics
+from .openapi import ApiKeyDocs
 from .parsing import Api
 from .request_log import RequestLog
-from .openapi import ApiKeyDocs
 from .security import EXTENSION_KEY as SECURITY_KEY
 from .security import Security, needs_api_key
 from .tracing import Tracing

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from urllib.parse import quote
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from conftest import FEATURES, create_app_for_test

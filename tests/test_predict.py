@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import pytest
-
 from conftest import FEATURES, KNOWN_ROWS, create_app_for_test
 
 DATA = Path(__file__).parent / "data"
@@ -36,13 +35,13 @@ def test_tutorial_body_from_file_answers_integer_zero(client):
 
 def test_named_features_match_positional(client):
     row = KNOWN_ROWS[1][0]
-    named = client.post("/predict", json={"features": dict(zip(FEATURES, row))}).get_json()
+    named = client.post("/predict", json={"features": dict(zip(FEATURES, row, strict=True))}).get_json()
     positional = client.post("/predict", json={"features": row}).get_json()
     assert named == positional
 
 
 def test_named_features_in_any_order(client):
-    row = dict(zip(FEATURES, KNOWN_ROWS[2][0]))
+    row = dict(zip(FEATURES, KNOWN_ROWS[2][0], strict=True))
     reordered = dict(reversed(list(row.items())))
     assert client.post("/predict", json={"features": reordered}).get_json()["prediction"] == 2
 
@@ -60,7 +59,7 @@ def test_batch_answers_in_input_order(client):
 
 
 def test_batch_of_named_rows(client):
-    rows = [dict(zip(FEATURES, r)) for r, _, _ in KNOWN_ROWS]
+    rows = [dict(zip(FEATURES, r, strict=True)) for r, _, _ in KNOWN_ROWS]
     body = client.post("/predict", json={"instances": rows}).get_json()
     assert [p["prediction"] for p in body["predictions"]] == [0, 1, 2]
 

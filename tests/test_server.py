@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import ROOT, free_port, run_server
 
 CURL_BODY = '{"features": [5.1, 3.5, 1.4, 0.2]}'

@@ -8,12 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from sklearn.datasets import load_iris
 
 import training
 from iris_service.artifacts import load_verified, manifest_path
 from iris_service.cli import main
-from conftest import ROOT
 
 
 def test_default_model_is_accurate_on_the_data_set(iris_artifact):

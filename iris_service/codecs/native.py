@@ -51,8 +51,8 @@ def rows_of(prediction: Prediction, model: Model) -> list[dict[str, Any]]:
     if prediction.probabilities is None:
         return [{"prediction": c, "label": names[c]} for c in classes]
     return [
-        {"prediction": c, "label": names[c], "probabilities": dict(zip(names, p))}
-        for c, p in zip(classes, prediction.probabilities.tolist())
+        {"prediction": c, "label": names[c], "probabilities": dict(zip(names, p, strict=True))}
+        for c, p in zip(classes, prediction.probabilities.tolist(), strict=True)
     ]
 
 
