@@ -7,6 +7,7 @@ loopback port, stopped by its PID).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -143,3 +144,39 @@ def live_server(iris_artifact: Path, tmp_path: Path):
             yield base
 
     return start
+
+
+class RequestLogLines(logging.Handler):
+    """The lines the request logger emits (a listener, so they are logged synchronously)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+        self.levels: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.levels.append(record.levelno)
+
+    def records(self) -> list[dict[str, object]]:
+        import orjson
+
+        return [orjson.loads(line) for line in self.lines]
+
+    def by_id(self, rid: str) -> dict[str, object]:
+        [record] = [r for r in self.records() if r["request_id"] == rid]
+        return record
+
+
+@pytest.fixture
+def log() -> Iterator[RequestLogLines]:
+    """Capture the request log lines of the apps a test builds."""
+    from iris_service.request_log import LOGGER_NAME
+
+    handler = RequestLogLines()
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)

@@ -4,17 +4,15 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import sklearn
-from conftest import KNOWN_ROWS, create_app_for_test
+from conftest import KNOWN_ROWS, RequestLogLines, create_app_for_test
 from test_metrics import sample, samples
 
 from iris_service.metrics import UNMATCHED_ENDPOINT, NullMetrics
-from iris_service.request_log import LOGGER_NAME, REQUEST_ID_HEADER
+from iris_service.request_log import REQUEST_ID_HEADER
 
 ADMIN_TOKEN = "admin-token-for-tests"
 SKLEARN = sklearn.__version__
@@ -30,35 +28,6 @@ def app_config(iris_artifact: Path, tmp_path: Path) -> dict[str, object]:
     for path in iris_artifact.parent.iterdir():
         shutil.copy(path, folder / path.name)
     return {"TESTING": True, "MODEL_PATH": str(folder / iris_artifact.name), "ADMIN_TOKEN": ADMIN_TOKEN}
-
-
-class Lines(logging.Handler):
-    """The request log lines, parsed."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-    def records(self) -> list[dict[str, object]]:
-        return [orjson.loads(line) for line in self.lines]
-
-    def by_id(self, rid: str) -> dict[str, object]:
-        [record] = [r for r in self.records() if r["request_id"] == rid]
-        return record
-
-
-@pytest.fixture
-def log() -> Iterator[Lines]:
-    handler = Lines()
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 def scrape(client) -> str:
@@ -154,7 +123,7 @@ def test_metrics_disabled_answers_404(iris_artifact, tmp_path, monkeypatch) -> N
 # --- request ids and log lines ---------------------------------------------------------------
 
 
-def test_a_prediction_logs_model_version_and_batch_size(client, log: Lines) -> None:
+def test_a_prediction_logs_model_version_and_batch_size(client, log: RequestLogLines) -> None:
     response = client.post("/predict", json={"instances": [SETOSA, VIRGINICA]}, headers={REQUEST_ID_HEADER: "ops-1"})
     assert response.status_code == 200
     assert response.headers[REQUEST_ID_HEADER] == "ops-1"
@@ -165,7 +134,7 @@ def test_a_prediction_logs_model_version_and_batch_size(client, log: Lines) -> N
     assert isinstance(record["duration_ms"], float)
 
 
-def test_v2_requests_log_their_model_too(client, log: Lines) -> None:
+def test_v2_requests_log_their_model_too(client, log: RequestLogLines) -> None:
     body = {"inputs": [{"name": "input-0", "shape": [3, 4], "datatype": "FP64", "data": SETOSA * 3}]}
     response = client.post("/v2/models/iris/infer", json=body, headers={REQUEST_ID_HEADER: "ops-v2"})
     assert response.status_code == 200
@@ -183,7 +152,7 @@ def test_v2_requests_log_their_model_too(client, log: Lines) -> None:
         ("POST", "/admin/models/iris/reload", {}, 401),
     ],
 )
-def test_error_answers_carry_the_request_id(client, log: Lines, method, path, kwargs, status) -> None:
+def test_error_answers_carry_the_request_id(client, log: RequestLogLines, method, path, kwargs, status) -> None:
     rid = f"err-{status}-{path.count('/')}"
     response = client.open(path, method=method, headers={REQUEST_ID_HEADER: rid}, **kwargs)
     assert response.status_code == status
@@ -193,14 +162,14 @@ def test_error_answers_carry_the_request_id(client, log: Lines, method, path, kw
     assert record["status"] == status and record["path"] == path
 
 
-def test_a_generated_id_is_returned_when_none_is_sent(client, log: Lines) -> None:
+def test_a_generated_id_is_returned_when_none_is_sent(client, log: RequestLogLines) -> None:
     response = client.get("/health/live", headers={REQUEST_ID_HEADER: "bad id with spaces"})
     rid = response.headers[REQUEST_ID_HEADER]
     assert GENERATED_ID.fullmatch(rid)
     assert log.by_id(rid)["path"] == "/health/live"
 
 
-def test_an_unexpected_error_answers_500_with_the_logged_request_id(app, log: Lines, monkeypatch) -> None:
+def test_an_unexpected_error_answers_500_with_the_logged_request_id(app, log: RequestLogLines, monkeypatch) -> None:
     def broken() -> None:
         raise RuntimeError("the disk is on fire")
 
@@ -227,7 +196,7 @@ def test_client_errors_do_not_carry_the_id_in_the_body(client) -> None:
     assert "request_id" not in body
 
 
-def test_no_body_query_or_key_is_logged(iris_artifact, tmp_path, monkeypatch, log: Lines) -> None:
+def test_no_body_query_or_key_is_logged(iris_artifact, tmp_path, monkeypatch, log: RequestLogLines) -> None:
     monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path))
     app = create_app_for_test({"MODEL_PATH": str(iris_artifact), "API_KEYS": ["key-0123456789-secret"]})
     client = app.test_client()

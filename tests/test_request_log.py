@@ -6,43 +6,16 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import orjson
 import pytest
+from conftest import RequestLogLines
 from flask import Flask, g, request
 
 from iris_service.request_log import LOGGER_NAME, REQUEST_ID_HEADER, RequestLog, flush, request_id
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
-
-
-class Lines(logging.Handler):
-    """Keeps the formatted lines the request logger emits."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.lines: list[str] = []
-        self.levels: list[int] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-        self.levels.append(record.levelno)
-
-    def records(self) -> list[dict[str, object]]:
-        return [orjson.loads(line) for line in self.lines]
-
-
-@pytest.fixture
-def log() -> Iterator[Lines]:
-    handler = Lines()
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 def make_app(**config: object) -> Flask:
@@ -72,7 +45,7 @@ def with_error_handler(app: Flask) -> Flask:
     return app
 
 
-def test_one_json_line_per_request_with_the_fields(log: Lines) -> None:
+def test_one_json_line_per_request_with_the_fields(log: RequestLogLines) -> None:
     client = make_app().test_client()
     before = datetime.now(timezone.utc)
     response = client.post("/predict", json={"instances": [[1, 2, 3, 4]] * 3})
@@ -94,14 +67,14 @@ def test_one_json_line_per_request_with_the_fields(log: Lines) -> None:
     assert abs((logged - before).total_seconds()) < 5
 
 
-def test_requests_without_a_model_log_nulls(log: Lines) -> None:
+def test_requests_without_a_model_log_nulls(log: RequestLogLines) -> None:
     make_app().test_client().get("/nowhere")
     [record] = log.records()
     assert record["status"] == 404
     assert record["model"] is None and record["batch_size"] is None
 
 
-def test_a_valid_request_id_is_echoed(log: Lines) -> None:
+def test_a_valid_request_id_is_echoed(log: RequestLogLines) -> None:
     rid = "abc-DEF_123.x" + "9" * 100
     response = make_app().test_client().post(
         "/predict", json={"instances": [[0]]}, headers={REQUEST_ID_HEADER: rid}
@@ -115,7 +88,7 @@ def test_a_valid_request_id_is_echoed(log: Lines) -> None:
     "bad_id",
     ["a" * 129, "has space", "slash/here", "semi;colon", "ünïcode", "quote\"d", "<script>", ""],
 )
-def test_an_invalid_request_id_is_replaced(log: Lines, bad_id: str) -> None:
+def test_an_invalid_request_id_is_replaced(log: RequestLogLines, bad_id: str) -> None:
     response = make_app().test_client().post(
         "/predict", json={"instances": [[0]]}, headers={REQUEST_ID_HEADER: bad_id}
     )
@@ -124,14 +97,14 @@ def test_an_invalid_request_id_is_replaced(log: Lines, bad_id: str) -> None:
     assert log.records()[0]["request_id"] == rid
 
 
-def test_the_id_is_on_a_404(log: Lines) -> None:
+def test_the_id_is_on_a_404(log: RequestLogLines) -> None:
     response = make_app().test_client().get("/nowhere", headers={REQUEST_ID_HEADER: "lost-1"})
     assert response.status_code == 404
     assert response.headers[REQUEST_ID_HEADER] == "lost-1"
     assert log.records()[0]["request_id"] == "lost-1"
 
 
-def test_the_id_is_on_a_500_from_an_error_handler(log: Lines) -> None:
+def test_the_id_is_on_a_500_from_an_error_handler(log: RequestLogLines) -> None:
     response = with_error_handler(make_app()).test_client().get("/boom", headers={REQUEST_ID_HEADER: "err-1"})
     assert response.status_code == 500
     assert response.headers[REQUEST_ID_HEADER] == "err-1"
@@ -141,7 +114,7 @@ def test_the_id_is_on_a_500_from_an_error_handler(log: Lines) -> None:
     assert log.levels == [logging.ERROR]
 
 
-def test_the_id_is_on_flasks_own_500(log: Lines, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_id_is_on_flasks_own_500(log: RequestLogLines, monkeypatch: pytest.MonkeyPatch) -> None:
     """No handler at all: Flask's InternalServerError page still passes through after_request."""
     app = make_app(TESTING=False)
     monkeypatch.setattr(app.logger, "disabled", True)  # Flask logs the traceback; not our subject
@@ -152,7 +125,7 @@ def test_the_id_is_on_flasks_own_500(log: Lines, monkeypatch: pytest.MonkeyPatch
     assert log.records()[0]["request_id"] == rid
 
 
-def test_no_body_no_credentials_no_query_in_the_line(log: Lines) -> None:
+def test_no_body_no_credentials_no_query_in_the_line(log: RequestLogLines) -> None:
     make_app().test_client().post(
         "/predict?api_key=QUERYSECRET",
         json={"instances": [[1]], "note": "BODYSECRET"},
@@ -163,7 +136,7 @@ def test_no_body_no_credentials_no_query_in_the_line(log: Lines) -> None:
         assert secret not in line
 
 
-def test_text_format_is_one_readable_line(log: Lines) -> None:
+def test_text_format_is_one_readable_line(log: RequestLogLines) -> None:
     make_app(LOG_FORMAT="text").test_client().post(
         "/predict", json={"instances": [[1], [2]]}, headers={REQUEST_ID_HEADER: "txt-1"}
     )
@@ -173,20 +146,20 @@ def test_text_format_is_one_readable_line(log: Lines) -> None:
     ), line
 
 
-def test_text_format_escapes_control_characters(log: Lines) -> None:
+def test_text_format_escapes_control_characters(log: RequestLogLines) -> None:
     make_app(LOG_FORMAT="text").test_client().get("/evil%0Afake%20line")
     [line] = log.lines
     assert "\n" not in line and "/evil\\nfake line" in line
 
 
-def test_log_level_filters_lines(log: Lines) -> None:
+def test_log_level_filters_lines(log: RequestLogLines) -> None:
     client = with_error_handler(make_app(LOG_LEVEL="WARNING")).test_client()
     client.post("/predict", json={"instances": [[1]]})
     client.get("/boom")
     assert [record["status"] for record in log.records()] == [500]
 
 
-def test_init_app_twice_keeps_one_handler_and_each_apps_format(log: Lines) -> None:
+def test_init_app_twice_keeps_one_handler_and_each_apps_format(log: RequestLogLines) -> None:
     json_client = make_app().test_client()
     text_client = make_app(LOG_FORMAT="text").test_client()
     logger = logging.getLogger(LOGGER_NAME)
