@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask
 
+from .app import IrisFlask
 from .compression import Compression
 from .config import instance_path, load_config
 from .errors import register_error_handlers
@@ -29,7 +30,7 @@ def create_app(config: str | type | Mapping[str, Any] | None = None) -> Flask:
     ``config`` is an environment name, a config class, or a mapping of
     overrides (applied last); without it ``IRIS_SERVICE_ENV`` picks the class.
     """
-    app = Flask(__name__, instance_path=str(instance_path()), instance_relative_config=True)
+    app = IrisFlask(__name__, instance_path=str(instance_path()), instance_relative_config=True)
     load_config(app, config)
     app.json = OrjsonProvider(app)
     # "/models/a//predict" is a 404 JSON, not a 308 redirect to an HTML page.
