@@ -125,6 +125,19 @@ def run_server(
             sink.close()  # type: ignore[union-attr]
 
 
+def server_env(artifact: Path | None, folder: Path, **extra: str) -> dict[str, str]:
+    """A production server's environment: the artifact, an empty instance folder, ``extra``."""
+    env = {"IRIS_SERVICE_ENV": "production", "IRIS_SERVICE_INSTANCE_PATH": str(folder / "instance")}
+    if artifact is not None:
+        env["IRIS_SERVICE_MODEL_PATH"] = str(artifact)
+    return {**env, **extra}
+
+
+def serve_args(port: int, *extra: str) -> list[str]:
+    """``iris-service serve`` on 127.0.0.1:``port`` in this interpreter."""
+    return [sys.executable, "-m", "iris_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *extra]
+
+
 @pytest.fixture
 def live_server(iris_artifact: Path, tmp_path: Path):
     """A factory: ``with live_server(extra_env) as base_url:`` runs waitress via our CLI."""
@@ -132,15 +145,9 @@ def live_server(iris_artifact: Path, tmp_path: Path):
     @contextlib.contextmanager
     def start(env: Mapping[str, str] | None = None, extra_args: list[str] | None = None) -> Iterator[str]:
         port = free_port()
-        server_env = {
-            "IRIS_SERVICE_ENV": "production",
-            "IRIS_SERVICE_MODEL_PATH": str(iris_artifact),
-            "IRIS_SERVICE_INSTANCE_PATH": str(tmp_path / "instance"),
-            **(env or {}),
-        }
-        args = [sys.executable, "-m", "iris_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                *(extra_args or [])]
-        with run_server(args, server_env, port, output=tmp_path / f"server-{port}.log") as (base, _proc):
+        args = serve_args(port, *(extra_args or []))
+        with run_server(args, server_env(iris_artifact, tmp_path, **(env or {})), port,
+                        output=tmp_path / f"server-{port}.log") as (base, _proc):
             yield base
 
     return start

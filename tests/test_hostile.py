@@ -11,7 +11,6 @@ import http.client
 import json
 import socket
 import struct
-import sys
 import time
 import tracemalloc
 import zlib
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import KNOWN_ROWS, create_app_for_test, free_port, run_server
+from conftest import KNOWN_ROWS, create_app_for_test, free_port, run_server, serve_args, server_env
 
 ROW = KNOWN_ROWS[0][0]
 JSON = {"Content-Type": "application/json"}
@@ -159,14 +158,8 @@ def server(iris_artifact, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     port = free_port()
     log = tmp / "server.log"
-    env = {
-        "IRIS_SERVICE_ENV": "production",
-        "IRIS_SERVICE_MODEL_PATH": str(iris_artifact),
-        "IRIS_SERVICE_INSTANCE_PATH": str(tmp / "instance"),
-        "IRIS_SERVICE_MAX_CONTENT_LENGTH": str(SERVER_LIMIT),
-    }
-    args = [sys.executable, "-m", "iris_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--threads", "2", "--channel-timeout", str(CHANNEL_TIMEOUT)]
+    env = server_env(iris_artifact, tmp, IRIS_SERVICE_MAX_CONTENT_LENGTH=str(SERVER_LIMIT))
+    args = serve_args(port, "--threads", "2", "--channel-timeout", str(CHANNEL_TIMEOUT))
     with run_server(args, env, port, output=log):
         yield "127.0.0.1", port, log
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import KNOWN_ROWS, create_app_for_test, free_port, run_server
+from conftest import KNOWN_ROWS, create_app_for_test, free_port, run_server, serve_args, server_env
 
 import training
 from iris_service.artifacts import manifest_path
@@ -200,14 +200,8 @@ def test_hot_reload_under_load_fails_no_request(tmp_path):
     root = tmp_path / "models"
     _train(root, "1")
     port = free_port()
-    env = {
-        "IRIS_SERVICE_ENV": "production",
-        "IRIS_SERVICE_MODEL_DIR": str(root),
-        "IRIS_SERVICE_ADMIN_TOKEN": TOKEN,
-        "IRIS_SERVICE_INSTANCE_PATH": str(tmp_path / "instance"),
-    }
-    args = [sys.executable, "-m", "iris_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--threads", "8"]
+    env = server_env(None, tmp_path, IRIS_SERVICE_MODEL_DIR=str(root), IRIS_SERVICE_ADMIN_TOKEN=TOKEN)
+    args = serve_args(port, "--threads", "8")
     failures: list[str] = []
     answers: list[tuple[float, str]] = []  # (time the request was sent, version that answered)
     lock = threading.Lock()

@@ -8,12 +8,11 @@ raises the examples per operation and mode from the quick default.
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 import requests
 import schemathesis
-from conftest import free_port, run_server
+from conftest import free_port, run_server, serve_args, server_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -33,13 +32,7 @@ def server_url(iris_artifact, tmp_path_factory):
     # live_server is function-scoped; one server for the module keeps this test quick.
     tmp = tmp_path_factory.mktemp("schemathesis")
     port = free_port()
-    env = {
-        "IRIS_SERVICE_ENV": "production",
-        "IRIS_SERVICE_MODEL_PATH": str(iris_artifact),
-        "IRIS_SERVICE_INSTANCE_PATH": str(tmp / "instance"),
-    }
-    args = [sys.executable, "-m", "iris_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with run_server(args, env, port, output=tmp / "server.log") as (base, _proc):
+    with run_server(serve_args(port), server_env(iris_artifact, tmp), port, output=tmp / "server.log") as (base, _):
         yield base
 
 

@@ -19,7 +19,7 @@ import orjson
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import KNOWN_ROWS, ROOT, free_port, run_server
+from conftest import KNOWN_ROWS, ROOT, free_port, run_server, serve_args, server_env
 from test_metrics import sample
 
 from iris_service.cli import main
@@ -33,19 +33,6 @@ BIG_BODY = orjson.dumps({"instances": BIG_ROWS})
 LABELS = ["setosa", "versicolor", "virginica"]
 #: Bytes a "slow" client holds back: its request stays in flight until it sends them.
 HELD_BACK = 16
-
-
-def server_env(iris_artifact: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        "IRIS_SERVICE_ENV": "production",
-        "IRIS_SERVICE_MODEL_PATH": str(iris_artifact),
-        "IRIS_SERVICE_INSTANCE_PATH": str(tmp_path / "instance"),
-        **extra,
-    }
-
-
-def serve_args(port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "iris_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *extra]
 
 
 def log_records(path: Path) -> list[dict[str, Any]]:

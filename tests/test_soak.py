@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import KNOWN_ROWS, free_port, run_server
+from conftest import KNOWN_ROWS, free_port, run_server, serve_args, server_env
 
 CLIENTS = 32
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "10"))
@@ -74,14 +74,9 @@ def hammer(base: str, seconds: float) -> tuple[int, list[str]]:
 def test_soak_has_no_errors_and_stable_memory(iris_artifact, tmp_path):
     port = free_port()
     log = tmp_path / "server.log"
-    env = {
-        "IRIS_SERVICE_ENV": "production",
-        "IRIS_SERVICE_MODEL_PATH": str(iris_artifact),
-        "IRIS_SERVICE_INSTANCE_PATH": str(tmp_path / "instance"),
-        "IRIS_SERVICE_LOG_LEVEL": "WARNING",  # a line per request would measure the log, not the server
-    }
-    args = [sys.executable, "-m", "iris_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--threads", "8"]
+    # A log line per request would measure the log, not the server.
+    env = server_env(iris_artifact, tmp_path, IRIS_SERVICE_LOG_LEVEL="WARNING")
+    args = serve_args(port, "--threads", "8")
     with run_server(args, env, port, output=log) as (base, proc):
         warm_requests, warm_errors = hammer(base, WARMUP_SECONDS)
         assert warm_errors == []

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
 
 import orjson
 import pytest
+from conftest import RequestLogLines
 from flask import Flask, g
 
-from iris_service.request_log import LOGGER_NAME, RequestLog
+from iris_service.request_log import RequestLog
 from iris_service.tracing import EXTENSION_KEY, SPAN_FACTORY_KEY, Tracing, current_trace_id, span
 
 pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed")
@@ -38,16 +38,9 @@ def provider(exporter: InMemorySpanExporter) -> TracerProvider:
 
 
 @pytest.fixture
-def lines() -> Iterator[list[str]]:
-    captured: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: captured.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.addHandler(handler)
-    try:
-        yield captured
-    finally:
-        logger.removeHandler(handler)
+def lines(log: RequestLogLines) -> list[str]:
+    """The request log lines (the shared ``log`` capture, as plain strings)."""
+    return log.lines
 
 
 def make_app(provider: TracerProvider | None, **config: object) -> Flask:
