@@ -1,4 +1,9 @@
-"""Markdown tables for the terminal and the results JSON file."""
+"""Markdown tables for the terminal and the results JSON file.
+
+Every figure in the tables is a median over the run's rounds and every
+error count a total (bench/rounds.py); each round's own figures are only in
+the JSON file, under ``rounds``.
+"""
 
 from __future__ import annotations
 
@@ -20,14 +25,20 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _title(meta: Mapping[str, Any]) -> str:
+    """Mode, load tool, threads, rounds and per-round durations: what the figures mean."""
+    n = meta.get("rounds", 1)  # results written before rounds existed had one
+    rounds = "1 round of" if n == 1 else f"{n} rounds (medians, errors summed) of"
+    return (
+        f"## iris-service bench ({'quick' if meta['quick'] else 'full'}, load by {meta['tool']}, "
+        f"{meta['threads']} server threads, {rounds} "
+        f"{meta['warmup_s']} s warm-up + {meta['duration_s']} s per load)"
+    )
+
+
 def markdown(results: Mapping[str, Any]) -> str:
     """The whole report: runs, servers, in-process baselines, targets."""
-    meta = results["meta"]
-    out = [
-        f"## iris-service bench ({'quick' if meta['quick'] else 'full'}, load by {meta['tool']}, "
-        f"{meta['threads']} server threads, {meta['warmup_s']} s warm-up + {meta['duration_s']} s per run)",
-        "",
-    ]
+    out = [_title(results["meta"]), ""]
     runs = []
     servers = []
     for name, server in results["servers"].items():
@@ -44,7 +55,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         )
         for scenario, m in server.get("scenarios", {}).items():
             if "error" in m:
-                runs.append([name, scenario, "-", "-", "-", "-", "-", "-", f"failed: {m['error']}"])
+                runs.append([name, scenario, "-", "-", "-", "-", "-", "-", "-", f"failed: {m['error']}"])
                 continue
             runs.append(
                 [
@@ -56,12 +67,12 @@ def markdown(results: Mapping[str, Any]) -> str:
                     _num(m["rows_per_s"]),
                     _num(m["p50_ms"], 2),
                     _num(m["p99_ms"], 2),
+                    _num(m.get("cpu_us_per_request")),
                     str(m["errors"]),
                 ]
             )
-    out += _table(
-        ["server", "scenario", "conc", "rows/req", "req/s", "rows/s", "p50 ms", "p99 ms", "errors"], runs
-    )
+    load = ["server", "scenario", "conc", "rows/req", "req/s", "rows/s", "p50 ms", "p99 ms"]
+    out += _table([*load, "CPU us/req", "errors"], runs)
     out += ["", *_table(["server", "what", "status", "start-up s", "RSS MiB", "PSS MiB", "RSS after batches MiB"], servers)]
     inproc = results.get("inprocess") or {}
     if inproc:

@@ -1,9 +1,11 @@
 """Run every server spec one at a time, then print and save the report.
 
-``python -m bench [--quick]`` from the repository root. Servers bind free
-127.0.0.1 ports, are loaded for fixed durations after a warm-up, and are
-stopped (their own process group only) before the next one starts, so no
-two measurements share the machine.
+``python -m bench [--quick] [--rounds N]`` from the repository root. Servers
+bind free 127.0.0.1 ports, are loaded for fixed durations after a warm-up, and
+are stopped (their own process group only) before the next one starts, so no
+two measurements share the machine. Each round runs every server once and
+the report gives medians over rounds (bench/rounds.py), so a slow or fast
+stretch of a drifting machine moves one round of a server, not its figures.
 """
 
 from __future__ import annotations
@@ -21,14 +23,21 @@ from typing import Any
 
 import joblib
 
-from bench import inprocess, models, report, targets
+from bench import inprocess, models, report, rounds, targets
 from bench.load import Measurement, default_tool, run_load
-from bench.servers import Scenario, ServerFailed, ServerSpec, running, tree_memory_mib
+from bench.servers import Scenario, ServerFailed, ServerSpec, running, tree_cpu_s, tree_memory_mib
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "bench" / "results"
 BATCH_SIZES = (1_000, 10_000)
 DEFAULT_THREADS = 8
+#: (warm-up s, measured s) of every load in one round. Full mode runs 3 rounds of
+#: 2 + 5 s (21 s per load, about 8 minutes in all) rather than one of 3 + 10 s:
+#: shorter loads, spread over the run so that the median sees the machine's drift.
+QUICK_DURATIONS_S = (1, 2)
+FULL_DURATIONS_S = (2, 5)
+QUICK_ROUNDS = 1
+FULL_ROUNDS = 3
 
 ROWS = tuple(Scenario(f"row-c{c}", "row", 1, c) for c in (1, 16, 64))
 BATCHES = tuple(Scenario(f"batch-{n}", f"instances-{n}", n, 1) for n in BATCH_SIZES)
@@ -154,25 +163,43 @@ def _measure_inprocess(ref_model: Path, ours_model: Path | None, body: Path, qui
     return dataclasses.asdict(inprocess.InProcess(loop, floor_rows, floor, floor_name))
 
 
+def _measured_load(
+    tool: str, pid: int, port: int, body: Path, *, duration_s: int, **kwargs: Any
+) -> dict[str, Any]:
+    """One measured load and the CPU the server's process tree spent on it."""
+    cpu_before = tree_cpu_s(pid)
+    m: Measurement = run_load(tool, port, body, duration_s=duration_s, **kwargs)
+    cpu_s = tree_cpu_s(pid) - cpu_before
+    return {
+        **m.to_dict(),
+        "server_cpu_s": cpu_s,
+        "cpu_us_per_request": rounds.cpu_us_per_request(cpu_s, m.requests),
+    }
+
+
 def _run_server(
     spec: ServerSpec,
     context: Mapping[str, object],
     bodies: Mapping[str, Path],
     *,
+    round_no: int,
     tool: str,
     warmup_s: int,
     duration_s: int,
     env: dict[str, str],
     log_dir: Path,
 ) -> dict[str, Any]:
+    """One round of one server: start, warm up and measure each scenario, read memory, stop."""
     out: dict[str, Any] = {
+        "round": round_no,
         "status": "ok",
         "what": spec.note,
         "command": " ".join(spec.command),
         "scenarios": {},
     }
     log_path = log_dir / f"{spec.name}.log"
-    log_path.unlink(missing_ok=True)
+    if round_no == 1:  # later rounds append, so the log covers the whole run
+        log_path.unlink(missing_ok=True)
     try:
         with running(spec, context, cwd=REPO_ROOT, base_env=env, log_path=log_path) as server:
             out["startup_s"] = server.startup_s
@@ -187,15 +214,17 @@ def _run_server(
                 }
                 try:
                     run_load(tool, server.port, body, duration_s=warmup_s, **kwargs)  # type: ignore[arg-type]
-                    m: Measurement = run_load(tool, server.port, body, duration_s=duration_s, **kwargs)  # type: ignore[arg-type]
+                    m = _measured_load(tool, server.pid, server.port, body, duration_s=duration_s, **kwargs)
                 except (RuntimeError, OSError) as exc:
                     out["scenarios"][scenario.name] = {"error": str(exc)}
                     _say(f"  {scenario.name}: FAILED {exc}")
                     continue
-                out["scenarios"][scenario.name] = m.to_dict()
+                out["scenarios"][scenario.name] = m
+                cpu = m["cpu_us_per_request"]
                 _say(
-                    f"  {scenario.name}: {m.requests_per_s:,.0f} req/s {m.rows_per_s:,.0f} rows/s "
-                    f"p50 {m.p50_ms:.2f} ms p99 {m.p99_ms:.2f} ms errors {m.errors}"
+                    f"  {scenario.name}: {m['requests_per_s']:,.0f} req/s {m['rows_per_s']:,.0f} rows/s "
+                    f"p50 {m['p50_ms']:.2f} ms p99 {m['p99_ms']:.2f} ms "
+                    f"CPU {'-' if cpu is None else f'{cpu:,.0f}'} us/req errors {m['errors']}"
                 )
                 # Memory is read after the single-row loads, which every server runs, and
                 # again after ours' batch scenarios, which only ours runs: T7 compares
@@ -210,6 +239,29 @@ def _run_server(
         out["status"], out["reason"] = "failed", str(exc)
         _say(f"  FAILED: {exc}")
     return out
+
+
+def _positive_int(text: str) -> int:
+    """argparse type for --rounds: a round count below 1 would measure nothing."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _run_rounds(specs: list[ServerSpec], n_rounds: int, **kwargs: Any) -> dict[str, dict[str, Any]]:
+    """Every spec once per round, in spec order; each server's results merged over rounds.
+
+    Round after round rather than server after server, so each server's
+    measurements are spread over the whole run and meet the machine's slow
+    and fast stretches alike.
+    """
+    per_server: dict[str, list[dict[str, Any]]] = {spec.name: [] for spec in specs}
+    for round_no in range(1, n_rounds + 1):
+        for spec in specs:
+            _say(f"{spec.name} (round {round_no}/{n_rounds}): {' '.join(spec.command)}")
+            per_server[spec.name].append(_run_server(spec, round_no=round_no, **kwargs))
+    return {name: rounds.merge_server(entries) for name, entries in per_server.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,12 +286,20 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="load generator (auto: wrk when on PATH)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=os.environ.get("BENCH_ROUNDS") or None,  # a string default goes through type
+        help=f"rounds over all servers; figures are medians over rounds (default {FULL_ROUNDS}, "
+        f"{QUICK_ROUNDS} with --quick; also BENCH_ROUNDS)",
+    )
     parser.add_argument("--only", default="", help="comma-separated server names to run")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
 
     tool = default_tool() if args.tool == "auto" else args.tool
-    warmup_s, duration_s = (1, 2) if args.quick else (3, 10)
+    warmup_s, duration_s = QUICK_DURATIONS_S if args.quick else FULL_DURATIONS_S
+    n_rounds = args.rounds or (QUICK_ROUNDS if args.quick else FULL_ROUNDS)
     only = {s for s in args.only.split(",") if s}
     unknown = only - {s.name for s in SERVERS}
     if unknown:
@@ -255,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "tool": tool,
             "threads": args.threads,
+            "rounds": n_rounds,
             "warmup_s": warmup_s,
             "duration_s": duration_s,
             "python": platform.python_version(),
@@ -303,26 +364,24 @@ def main(argv: list[str] | None = None) -> int:
             args.quick,
         )
 
-        for spec in specs:
-            if spec.needs_ours and ours_failure:
-                results["servers"][spec.name] = {
-                    "what": spec.note,
-                    "status": "skipped" if not ours.available else "failed",
-                    "reason": ours_failure,
-                    "scenarios": {},
-                }
-                continue
-            _say(f"{spec.name}: {' '.join(spec.command)}")
-            results["servers"][spec.name] = _run_server(
-                spec,
-                context,
-                bodies,
-                tool=tool,
-                warmup_s=warmup_s,
-                duration_s=duration_s,
-                env=env,
-                log_dir=log_dir,
-            )
+        measured = _run_rounds(
+            [s for s in specs if not (s.needs_ours and ours_failure)],
+            n_rounds,
+            context=context,
+            bodies=bodies,
+            tool=tool,
+            warmup_s=warmup_s,
+            duration_s=duration_s,
+            env=env,
+            log_dir=log_dir,
+        )
+        for spec in specs:  # in spec order, skipped ones included
+            results["servers"][spec.name] = measured.get(spec.name) or {
+                "what": spec.note,
+                "status": "skipped" if not ours.available else "failed",
+                "reason": ours_failure,
+                "scenarios": {},
+            }
 
     results["targets"] = targets.evaluate(results)
     results["meta"]["elapsed_s"] = round(time.perf_counter() - started, 1)

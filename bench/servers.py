@@ -155,12 +155,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(STOP_TIMEOUT_S)
 
 
-def tree_memory_mib(pid: int) -> tuple[float, float]:
-    """(RSS, PSS) of ``pid`` and all its descendants, in MiB (Linux /proc).
-
-    RSS is what the targets compare; PSS is also kept because forked workers
-    (gunicorn with preload) share pages that a sum of RSS counts twice.
-    """
+def _tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Linux /proc), so gunicorn's workers count too."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -171,14 +167,51 @@ def tree_memory_mib(pid: int) -> tuple[float, float]:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
-    rss_kib = pss_kib = 0
+    pids = []
     todo = [pid]
     while todo:
         current = todo.pop()
+        pids.append(current)
         todo.extend(children.get(current, []))
+    return pids
+
+
+def tree_memory_mib(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of ``pid`` and all its descendants, in MiB (Linux /proc).
+
+    RSS is what the targets compare; PSS is also kept because forked workers
+    (gunicorn with preload) share pages that a sum of RSS counts twice.
+    """
+    rss_kib = pss_kib = 0
+    for current in _tree_pids(pid):
         rss_kib += _proc_field(Path(f"/proc/{current}/status"), "VmRSS:")
         pss_kib += _proc_field(Path(f"/proc/{current}/smaps_rollup"), "Pss:")
     return rss_kib / 1024.0, pss_kib / 1024.0
+
+
+def stat_cpu_ticks(stat: str) -> int:
+    """utime + stime (fields 14 and 15) of one /proc/<pid>/stat line, in clock ticks.
+
+    Fields are counted after the last ``)``: the command name may hold spaces
+    and parentheses, so splitting the whole line would shift them.
+    """
+    fields = stat.rsplit(")", 1)[1].split()  # fields[0] is field 3 (state)
+    return int(fields[14 - 3]) + int(fields[15 - 3])
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and all its descendants.
+
+    Read before and after a load, the difference is what the server spent on
+    it, whichever of its threads or worker processes did the work.
+    """
+    ticks = 0
+    for current in _tree_pids(pid):
+        try:
+            ticks += stat_cpu_ticks(Path(f"/proc/{current}/stat").read_text())
+        except OSError:  # exited between the walk and the read
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _proc_field(path: Path, key: str) -> int:

@@ -3,7 +3,9 @@
 Ratios from one run on one machine cancel out how fast the machine is, which
 absolute numbers would not. Each check names two values in the results by
 path, a comparison and a threshold; change a goal here and nowhere else.
-The thresholds are issue 7's targets T1-T7, unchanged.
+The thresholds are issue 7's targets T1-T7, unchanged. The values are the
+medians over the run's rounds (bench/rounds.py), so one slow or fast round
+does not decide a ratio.
 """
 
 from __future__ import annotations

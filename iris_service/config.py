@@ -70,6 +70,9 @@ class Config:
     TRACING_ENABLED = False
     UI_ENABLED = False
     BATCHING: dict[str, Any] | str = "off"
+    # The collector's thresholds once the models are loaded (extensions.settle_heap);
+    # null keeps Python's (700, 10, 10). Not applied when testing.
+    GC_THRESHOLD: tuple[int, int, int] | None = (50_000, 20, 20)
     CORS_ORIGINS: list[str] = []
     # flask-smorest / OpenAPI
     API_TITLE = "iris-service"
@@ -149,6 +152,7 @@ def load_config(app: Flask, config: str | type | Mapping[str, Any] | None) -> No
     if app.config.get("ENV_NAME") == "development" and not _model_configured(app.config):
         app.config["MODEL_PATH"] = str(default_model_path(Path(app.instance_path)))
     _check_input_ranges(app.config)
+    _check_gc_threshold(app.config)
     if cls is ProductionConfig or app.config.get("ENV_NAME") == "production":
         # Whatever instance files or variables say, the debugger never runs here.
         app.config["DEBUG"] = False
@@ -172,6 +176,21 @@ def _check_input_ranges(config: dict[str, Any]) -> None:
     margin = config.get("INPUT_RANGE_MARGIN", 0.0)
     if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < float("inf"):
         raise ConfigError(f"INPUT_RANGE_MARGIN must be a number >= 0 (a fraction of each range), not {margin!r}.")
+
+
+def _check_gc_threshold(config: dict[str, Any]) -> None:
+    """``GC_THRESHOLD`` is null/false, or one to three positive integers (``gc.set_threshold``)."""
+    value = config.get("GC_THRESHOLD")
+    if value is None or value is False:
+        config["GC_THRESHOLD"] = None
+        return
+    if (
+        not isinstance(value, list | tuple)
+        or not 1 <= len(value) <= 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise ConfigError(f"GC_THRESHOLD must be null or one to three positive integers, not {value!r}.")
+    config["GC_THRESHOLD"] = tuple(value)
 
 
 def _model_configured(config: Mapping[str, Any]) -> bool:

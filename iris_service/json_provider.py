@@ -36,4 +36,5 @@ class OrjsonProvider(JSONProvider):
     def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = self._prepare_response_obj(args, kwargs)
         body = orjson.dumps(obj, default=_default, option=_OPTIONS)
-        return self._app.response_class(body, mimetype=self.mimetype)
+        # content_type rather than mimetype: the same header without werkzeug parsing it.
+        return self._app.response_class(body, content_type=self.mimetype)

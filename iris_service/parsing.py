@@ -7,13 +7,22 @@ names what is wrong with a malformed body (400).
 """
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 import flask
 import flask_smorest
 import orjson
+from flask_smorest.utils import (
+    resolve_schema_instance,
+    set_status_and_headers_in_response,
+    unpack_tuple_response,
+)
 from marshmallow import Schema
 from webargs.flaskparser import FlaskParser, abort
+from werkzeug.wrappers import Response
 
 from .errors import BadRequest, UnsupportedMediaType
 from .schemas.base import ErrorSchema
@@ -62,9 +71,59 @@ class Api(flask_smorest.Api):
 
 
 class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest Blueprint using the strict JSON parser."""
+    """flask-smorest Blueprint: the strict JSON parser, and response decorators without extra layers.
+
+    flask-smorest documents each response with a decorator that also wraps the
+    view: ``alt_response`` adds a layer that only calls through, ``response`` one
+    that looks up the app context, stores the dump for ETags (which we do not
+    use) and answers through ``jsonify``. On ``/predict`` those layers cost about
+    as much as the prediction. Here ``alt_response`` only documents, and
+    ``response`` keeps flask-smorest's documentation and semantics (tuples,
+    ``Response`` passthrough, the schema's ``dump``) in one thin layer.
+    """
 
     ARGUMENTS_PARSER = JSONParser()
+
+    def alt_response(self, status_code: Any, response: Any = None, **kwargs: Any) -> Callable[[Any], Any]:
+        document = super().alt_response(status_code, response, **kwargs)
+
+        def decorator(func: Any) -> Any:
+            func._apidoc = document(func)._apidoc
+            return func
+
+        return decorator
+
+    def response(self, status_code: Any, schema: Any = None, **kwargs: Any) -> Callable[[Any], Any]:
+        document = super().response(status_code, schema, **kwargs)
+        dump = None if schema is None else resolve_schema_instance(schema).dump
+        status = int(status_code)
+
+        def decorator(func: Any) -> Any:
+            documented = document(func)
+            if inspect.iscoroutinefunction(func):
+                return documented
+
+            @wraps(func)
+            def wrapper(*args: Any, **view_kwargs: Any) -> Response:
+                result = func(*args, **view_kwargs)
+                headers = None
+                if type(result) is tuple:
+                    result, status_override, headers = unpack_tuple_response(result)
+                else:
+                    status_override = None
+                if isinstance(result, Response):
+                    set_status_and_headers_in_response(result, status_override, headers)
+                    return result
+                answer = flask.current_app.json.response(result if dump is None else dump(result))
+                answer.status_code = status
+                if headers or status_override is not None:
+                    set_status_and_headers_in_response(answer, status_override, headers)
+                return answer
+
+            wrapper._apidoc = documented._apidoc  # type: ignore[attr-defined]
+            return wrapper
+
+        return decorator
 
 
 __all__ = ["Api", "Blueprint", "JSONParser", "abort", "parse_json_body"]

@@ -7,6 +7,7 @@ loopback port, stopped by its PID).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -30,6 +31,14 @@ KNOWN_ROWS = [
 ]
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _keep_gc_thresholds() -> Iterator[None]:
+    """An app built outside testing tunes the collector (GC_THRESHOLD); undo it after each test."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.set_threshold(*thresholds)
 
 
 @pytest.fixture(scope="session")

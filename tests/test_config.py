@@ -1,6 +1,7 @@
 """Config: environment choice, load order, production guards."""
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
@@ -108,3 +109,26 @@ def test_each_environment_points_at_its_own_artifact(instance, iris_artifact, mo
     assert dev.endswith("iris_model.joblib") and str(instance.resolve()) in dev
     assert prod == str(iris_artifact)
     assert TestingConfig.MODEL_PATH is None  # fixtures always supply their own artifact
+
+
+def test_gc_threshold_is_applied_outside_testing(instance, iris_artifact):
+    create_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact)})
+    assert gc.get_threshold() == ProductionConfig.GC_THRESHOLD == (50_000, 20, 20)
+    gc.set_threshold(700, 10, 10)
+    create_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact), "GC_THRESHOLD": None})
+    assert gc.get_threshold() == (700, 10, 10)
+    create_app({"TESTING": True, "MODEL_PATH": str(iris_artifact), "GC_THRESHOLD": [1234, 5, 6]})
+    assert gc.get_threshold() == (700, 10, 10)  # a test process keeps Python's collector
+
+
+def test_gc_threshold_from_the_environment(instance, iris_artifact, monkeypatch):
+    monkeypatch.setenv("IRIS_SERVICE_GC_THRESHOLD", "[20000, 15]")
+    app = create_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact)})
+    assert app.config["GC_THRESHOLD"] == (20000, 15)
+    assert gc.get_threshold()[:2] == (20000, 15)
+
+
+@pytest.mark.parametrize("value", [[0], [700, -1], "fast", [1, 2, 3, 4], [True], 5])
+def test_a_bad_gc_threshold_is_refused(instance, iris_artifact, value):
+    with pytest.raises(ConfigError, match="GC_THRESHOLD must be null or one to three positive integers"):
+        create_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact), "GC_THRESHOLD": value})

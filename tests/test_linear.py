@@ -126,3 +126,48 @@ def test_batch_bytes_are_those_of_the_row_objects(iris_artifact: Path, dtype: ty
     answer = native.encode(prediction, model, decoded)
     expected = {"predictions": native.rows_of(prediction, model), "model": "iris", "version": "1"}
     assert orjson.dumps(answer) == orjson.dumps(expected)
+
+
+def test_one_row_path_matches_scikit_learn_row_by_row(iris_artifact: Path, tmp_path: Path) -> None:
+    binary = IRIS_Y < 2
+    two_classes = LogisticRegression(max_iter=500).fit(IRIS_X[binary], IRIS_Y[binary])
+    models = [
+        _sklearn(iris_artifact).estimator,
+        load_verified(_artifact(tmp_path, two_classes, ["setosa", "versicolor"])).obj,
+    ]
+    rng = np.random.default_rng(11)
+    rows = np.concatenate([IRIS_X, rng.normal(5, 3, size=(200, 4)), rng.normal(0, 1e3, size=(20, 4))])
+    for estimator in models:
+        fast = LinearModel(estimator, load_verified(iris_artifact).manifest)
+        want = estimator.predict_proba(rows)
+        for i in range(len(rows)):
+            got = fast.predict(rows[i : i + 1])
+            assert got.classes.tolist() == [int(np.argmax(want[i]))]
+            assert np.max(np.abs(got.probabilities[0] - want[i])) <= 1e-12
+
+
+def test_one_row_path_saturates_instead_of_overflowing(tmp_path: Path) -> None:
+    binary = IRIS_Y < 2
+    estimator = LogisticRegression(max_iter=500).fit(IRIS_X[binary], IRIS_Y[binary])
+    model = from_artifact(load_verified(_artifact(tmp_path, estimator, ["setosa", "versicolor"])))
+    assert isinstance(model, LinearModel)
+    for row, cls in (([1e6, -1e6, 1e6, 1e6], 1), ([-1e6, 1e6, -1e6, -1e6], 0)):
+        got = model.predict(np.array([row]))
+        assert got.classes.tolist() == [cls]
+        assert got.probabilities.tolist() == estimator.predict_proba([row]).tolist()
+
+
+def test_a_disagreeing_one_row_path_falls_back_to_scikit_learn(
+    iris_artifact: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    exact = LinearModel._predict_row
+
+    def off_by_a_little(self: LinearModel, row: list[float]) -> Prediction:
+        answer = exact(self, row)
+        return Prediction(classes=answer.classes, probabilities=answer.probabilities + 1e-6)
+
+    monkeypatch.setattr(LinearModel, "_predict_row", off_by_a_little)
+    with caplog.at_level(logging.WARNING, logger="iris_service.linear"):
+        model = from_artifact(load_verified(iris_artifact))
+    assert type(model) is SklearnModel
+    assert "in probability on row 0" in caplog.text

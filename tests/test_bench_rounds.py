@@ -1,0 +1,173 @@
+"""The bench's aggregation over rounds, without starting a server.
+
+Medians per figure, errors summed, failures kept, and the server-CPU-per-request
+arithmetic, on hand-made round results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench import report, rounds, targets
+from bench.servers import stat_cpu_ticks
+
+
+def _load(rps: float, p99: float, *, requests: int, cpu_s: float, errors: int = 0) -> dict[str, Any]:
+    """One round's figures for one load, in the shape bench/run.py records."""
+    return {
+        "tool": "wrk",
+        "connections": 16,
+        "rows_per_request": 1,
+        "duration_s": 5.0,
+        "requests": requests,
+        "requests_per_s": rps,
+        "rows_per_s": rps,
+        "mean_ms": p99 / 2,
+        "p50_ms": p99 / 4,
+        "p99_ms": p99,
+        "socket_errors": 0,
+        "non_2xx": errors,
+        "errors": errors,
+        "server_cpu_s": cpu_s,
+        "cpu_us_per_request": rounds.cpu_us_per_request(cpu_s, requests),
+    }
+
+
+def _round(n: int, startup_s: float, rss: float, load: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "round": n,
+        "status": "ok",
+        "what": "test server",
+        "command": "serve",
+        "startup_s": startup_s,
+        "rss_mib": rss,
+        "pss_mib": rss - 10,
+        "scenarios": {"row-c16": load},
+    }
+
+
+def test_median_of_odd_and_even_counts_and_missing_values() -> None:
+    assert rounds.median([100, 300, 200]) == 200
+    assert rounds.median([100.0, 300.0]) == 200.0
+    assert rounds.median([None, 7.0, None]) == 7.0
+    assert rounds.median([None, None]) is None
+    assert rounds.median([]) is None
+
+
+def test_cpu_us_per_request() -> None:
+    assert rounds.cpu_us_per_request(2.5, 5_000) == pytest.approx(500.0)
+    assert rounds.cpu_us_per_request(0.0, 10) == 0.0
+    assert rounds.cpu_us_per_request(1.0, 0) is None
+
+
+def test_stat_cpu_ticks_sums_utime_and_stime_after_the_command_name() -> None:
+    # A command name with a space and a ")" must not shift the fields.
+    stat = "4242 (we ird) name) S 1 4242 4242 0 -1 4194560 900 0 0 0 1234 567 8 9 20 0 3 0 100"
+    assert stat_cpu_ticks(stat) == 1234 + 567
+
+
+def test_merge_scenario_takes_medians_and_sums_errors() -> None:
+    merged = rounds.merge_scenario(
+        [
+            {"round": 1, **_load(100.0, 30.0, requests=500, cpu_s=1.0, errors=0)},
+            {"round": 2, **_load(300.0, 10.0, requests=1500, cpu_s=1.2, errors=2)},
+            {"round": 3, **_load(200.0, 20.0, requests=1000, cpu_s=0.9, errors=1)},
+        ]
+    )
+    assert merged["requests_per_s"] == 200.0
+    assert merged["p99_ms"] == 20.0
+    assert merged["p50_ms"] == 5.0
+    # Median of the per-round ratios 2000, 800 and 900 us, not a ratio of medians.
+    assert merged["cpu_us_per_request"] == pytest.approx(900.0)
+    assert merged["errors"] == 3
+    assert merged["non_2xx"] == 3
+    assert merged["requests"] == 3000
+    assert merged["server_cpu_s"] == pytest.approx(3.1)
+    assert merged["connections"] == 16
+    assert [r["round"] for r in merged["rounds"]] == [1, 2, 3]
+    assert [r["requests_per_s"] for r in merged["rounds"]] == [100.0, 300.0, 200.0]
+
+
+def test_merge_scenario_failed_in_one_round_is_failed() -> None:
+    merged = rounds.merge_scenario(
+        [
+            {"round": 1, **_load(100.0, 30.0, requests=500, cpu_s=1.0)},
+            {"round": 2, "error": "wrk failed (1): boom"},
+        ]
+    )
+    assert merged["error"] == "round 2: wrk failed (1): boom"
+    assert "requests_per_s" not in merged
+    assert len(merged["rounds"]) == 2
+
+
+def test_merge_server_medians_and_raw_rounds() -> None:
+    merged = rounds.merge_server(
+        [
+            _round(1, 1.5, 60.0, _load(100.0, 30.0, requests=500, cpu_s=1.0)),
+            _round(2, 1.1, 64.0, _load(300.0, 10.0, requests=1500, cpu_s=1.2)),
+            _round(3, 1.3, 62.0, _load(200.0, 20.0, requests=1000, cpu_s=0.9)),
+        ]
+    )
+    assert merged["status"] == "ok"
+    assert "reason" not in merged
+    assert merged["startup_s"] == 1.3
+    assert merged["rss_mib"] == 62.0
+    assert merged["pss_mib"] == 52.0
+    assert "rss_after_batches_mib" not in merged
+    assert merged["scenarios"]["row-c16"]["requests_per_s"] == 200.0
+    assert [r["startup_s"] for r in merged["rounds"]] == [1.5, 1.1, 1.3]
+    assert "scenarios" not in merged["rounds"][0]
+
+
+def test_merge_server_failed_in_one_round_is_reported_failed() -> None:
+    failed = {
+        "round": 2,
+        "status": "failed",
+        "reason": "x exited before it was ready",
+        "what": "test server",
+        "command": "serve",
+        "scenarios": {},
+    }
+    merged = rounds.merge_server(
+        [
+            _round(1, 1.5, 60.0, _load(100.0, 30.0, requests=500, cpu_s=1.0)),
+            failed,
+            _round(3, 1.3, 62.0, _load(200.0, 20.0, requests=1000, cpu_s=0.9)),
+        ]
+    )
+    assert merged["status"] == "failed"
+    assert merged["reason"] == "round 2: x exited before it was ready"
+    assert merged["startup_s"] == pytest.approx(1.4)
+    assert [r["round"] for r in merged["scenarios"]["row-c16"]["rounds"]] == [1, 3]
+
+
+def test_targets_and_report_read_the_medians() -> None:
+    ours = rounds.merge_server(
+        [
+            _round(1, 1.0, 60.0, _load(400.0, 10.0, requests=2000, cpu_s=1.0)),
+            _round(2, 1.0, 60.0, _load(900.0, 10.0, requests=4500, cpu_s=1.0)),
+            _round(3, 1.0, 60.0, _load(500.0, 10.0, requests=2500, cpu_s=1.0)),
+        ]
+    )
+    tutorial = rounds.merge_server(
+        [
+            _round(1, 1.0, 60.0, _load(250.0, 10.0, requests=1250, cpu_s=1.0)),
+            _round(2, 1.0, 60.0, _load(100.0, 10.0, requests=500, cpu_s=1.0)),
+            _round(3, 1.0, 60.0, _load(200.0, 10.0, requests=1000, cpu_s=1.0)),
+        ]
+    )
+    results: dict[str, Any] = {
+        "meta": {"quick": False, "tool": "wrk", "threads": 8, "rounds": 3, "warmup_s": 2, "duration_s": 5},
+        "servers": {"ours-waitress": ours, "tutorial-waitress": tutorial},
+    }
+    t1 = targets.evaluate(results, targets.CHECKS[:1])[0]
+    assert t1["ratio"] == pytest.approx(500.0 / 200.0)
+    assert t1["status"] == "met"
+    results["targets"] = [t1]
+    text = report.markdown(results)
+    assert "3 rounds (medians, errors summed) of 2 s warm-up + 5 s per load" in text
+    assert "| CPU us/req | errors |" in text
+    # ours' row: median 500 req/s and the median CPU of 500, 222 and 400 us/req.
+    assert "| ours-waitress | row-c16 | 16 | 1 | 500 | 500 | 2.50 | 10.00 | 400 | 0 |" in text
