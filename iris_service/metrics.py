@@ -193,7 +193,7 @@ class AppMetrics:
                 key, (self.requests.labels(*labels), self.latency.labels(*labels))
             )
         children[0].inc()
-        start = getattr(ctx, _START, None)
+        start = ctx.get(_START)
         # Missing when an earlier before_request hook answered first.
         if start is not None:
             children[1].observe(time.perf_counter() - start)
@@ -207,12 +207,12 @@ class AppMetrics:
             self.in_flight.dec()
 
     def _count_predictions(self, ctx: Any) -> None:
-        model = getattr(ctx, "model_name", None)
+        model = ctx.get("model_name")
         if model is None:
             return
-        version = getattr(ctx, "model_version", None)
+        version = ctx.get("model_version")
         version = "" if version is None else str(version)
-        rows = getattr(ctx, "batch_size", None)
+        rows = ctx.get("batch_size")
         if rows is not None:
             batch = self._batch_children.get((model, version))
             if batch is None:
@@ -220,12 +220,12 @@ class AppMetrics:
                     (model, version), self.batch_size.labels(model, version)
                 )
             batch.observe(rows)
-        classes: Sequence[str] | None = getattr(ctx, "predicted_classes", None)
+        classes: Sequence[str] | None = ctx.get("predicted_classes")
         if classes:
             # A one-row request is the common case; Counter costs more than the increment.
             counts = [(classes[0], 1)] if len(classes) == 1 else Tally(classes).items()
         else:
-            counts = _class_counts(getattr(ctx, "prediction", None), getattr(ctx, "model", None))
+            counts = _class_counts(ctx.get("prediction"), ctx.get("model"))
         if counts:
             for cls, count in counts:
                 self._class_counter(model, version, str(cls)).inc(count)

@@ -55,8 +55,11 @@ def request_id() -> str:
 
 
 def _request_id(ctx: Any, environ: dict[str, Any]) -> str:
-    """``request_id`` for an already resolved ``g`` and WSGI environ (hooks resolve them once)."""
-    rid: str | None = getattr(ctx, "request_id", None)
+    """``request_id`` for an already resolved ``g`` and WSGI environ (hooks resolve them once).
+
+    ``g.get``, not ``getattr``: a missing name on ``g`` raises and catches an AttributeError.
+    """
+    rid: str | None = ctx.get("request_id")
     if rid is None:
         incoming = environ.get(_REQUEST_ID_ENVIRON, "")
         rid = incoming if incoming and _VALID_REQUEST_ID.fullmatch(incoming) else _new_id()
@@ -271,19 +274,19 @@ class RequestLogState:
         logger.log(level, line)
 
     def _record(self, ctx: Any, req: Any, rid: str, response: Response, level: int) -> dict[str, Any]:
-        start = getattr(ctx, _START, None)
+        start = ctx.get(_START)
         duration_ms = round((time.perf_counter() - start) * 1000.0, 3) if start is not None else None
         record: dict[str, Any] = {
-            "time": self._timestamp(getattr(ctx, _TIME, None) or time.time()),
+            "time": self._timestamp(ctx.get(_TIME) or time.time()),
             "level": logging.getLevelName(level),
             "request_id": rid,
             "method": req.method,
             "path": req.path,
             "status": response.status_code,
             "duration_ms": duration_ms,
-            "model": getattr(ctx, "model_name", None),
-            "model_version": getattr(ctx, "model_version", None),
-            "batch_size": getattr(ctx, "batch_size", None),
+            "model": ctx.get("model_name"),
+            "model_version": ctx.get("model_version"),
+            "batch_size": ctx.get("batch_size"),
             "remote_addr": req.environ.get("REMOTE_ADDR"),
         }
         if TRACING_KEY in self.extensions:

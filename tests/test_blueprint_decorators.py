@@ -124,3 +124,8 @@ def test_alt_response_adds_no_layer_to_the_view() -> None:
     # flask-smorest's MethodView-less route keeps the function; one layer: response.
     assert view.__wrapped__.__name__ == "dumped"
     assert not hasattr(view.__wrapped__, "__wrapped__")
+
+
+def test_etag_support_is_refused_rather_than_silently_wrong() -> None:
+    with pytest.raises(NotImplementedError, match="ETag"):
+        Blueprint("etags", __name__).etag(lambda: None)
