@@ -29,6 +29,10 @@ EXTENSION_KEY = "iris_service"
 BATCHERS_KEY = "iris_batchers"
 
 
+#: Process-wide settings a host app that mounts our blueprints only gets if it sets them.
+_HOST_OWNED = frozenset({"GC_THRESHOLD"})
+
+
 class ModelStore:
     """Flask extension: the app's model registry."""
 
@@ -42,7 +46,7 @@ class ModelStore:
     def init_app(self, app: Flask) -> Registry:
         """Load every configured model; in production a failure stops startup."""
         for key in dir(Config):
-            if key.isupper() and not key.startswith(("API_", "OPENAPI_")):
+            if key.isupper() and not key.startswith(("API_", "OPENAPI_")) and key not in _HOST_OWNED:
                 app.config.setdefault(key, getattr(Config, key))
         config = app.config
         pickle_allowed = bool(config["PICKLE_ALLOWED"])

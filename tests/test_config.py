@@ -132,3 +132,18 @@ def test_gc_threshold_from_the_environment(instance, iris_artifact, monkeypatch)
 def test_a_bad_gc_threshold_is_refused(instance, iris_artifact, value):
     with pytest.raises(ConfigError, match="GC_THRESHOLD must be null or one to three positive integers"):
         create_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact), "GC_THRESHOLD": value})
+
+
+def test_a_host_app_using_only_our_model_store_keeps_its_gc_thresholds(iris_artifact):
+    from flask import Flask
+
+    from iris_service import ModelStore
+
+    gc.set_threshold(700, 10, 10)
+    host = Flask("host_app")
+    host.config["MODEL_PATH"] = str(iris_artifact)
+    ModelStore().init_app(host)
+    assert gc.get_threshold() == (700, 10, 10)
+    host.config["GC_THRESHOLD"] = (30_000, 10, 10)  # opting in is the host's choice
+    ModelStore().init_app(host)
+    assert gc.get_threshold() == (30_000, 10, 10)

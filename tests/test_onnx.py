@@ -24,6 +24,12 @@ def _invoke(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+def _register_trusted(source: Path, name: str, root: Path) -> None:
+    """Register a pickled estimator as version 1 of ``name`` in the registry at ``root``."""
+    result = _invoke("register", str(source), "--name", name, "--version", "1", "--model-dir", str(root), "--trust")
+    assert result.exit_code == 0, result.output
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """iris 1 (logreg) and forest 1 in a registry, both exported to ONNX by the CLI."""
@@ -130,8 +136,7 @@ def test_registered_regressor_exports_with_a_sampled_check(tmp_path):
     source = tmp_path / "ridge.pkl"
     joblib.dump(Ridge().fit(x, y), source)
     root = tmp_path / "models"
-    assert _invoke("register", str(source), "--name", "ridge", "--version", "1", "--model-dir", str(root),
-                   "--trust").exit_code == 0
+    _register_trusted(source, "ridge", root)
     result = _invoke("export-onnx", "ridge", "--model-dir", str(root))
     assert result.exit_code == 0, result.output
     manifest = json.loads((root / "ridge" / "1" / "model.onnx.json").read_text())
@@ -155,8 +160,7 @@ def test_export_refuses_a_model_skl2onnx_cannot_convert(tmp_path):
     source = tmp_path / "odd.pkl"
     joblib.dump(NearestCentroid().fit(x, y), source)
     root = tmp_path / "models"
-    assert _invoke("register", str(source), "--name", "odd", "--version", "1", "--model-dir", str(root),
-                   "--trust").exit_code == 0
+    _register_trusted(source, "odd", root)
     result = CliRunner().invoke(main, ["export-onnx", "odd", "--model-dir", str(root)])
     assert result.exit_code == 1
     assert "skl2onnx cannot convert sklearn.neighbors._nearest_centroid.NearestCentroid" in result.output

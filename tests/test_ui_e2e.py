@@ -85,6 +85,15 @@ def message_for(driver, name: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, f".message[data-for='{name}']").text
 
 
+def assert_refused_field(driver, name: str, message: str):
+    """The API's message is next to the field, which is marked invalid and has the focus to fix it."""
+    field = driver.find_element(By.NAME, name)
+    assert message_for(driver, name) == message
+    assert field.get_attribute("aria-invalid") == "true"
+    assert driver.switch_to.active_element == field
+    return field
+
+
 def test_known_rows_show_their_class_and_bars(browser, live_server, tmp_path):
     with live_server(UI_ENV) as base:
         browser.get(base + "/")
@@ -125,10 +134,7 @@ def test_empty_field_shows_the_api_message_next_to_it(browser, live_server, tmp_
         browser.get(base + "/")
         fill(browser, {"petal_length": ""})
         predict(browser)
-        field = browser.find_element(By.NAME, "petal_length")
-        assert message_for(browser, "petal_length") == "Must be a number, not null."
-        assert field.get_attribute("aria-invalid") == "true"
-        assert browser.switch_to.active_element == field  # focus goes to the field to fix
+        assert_refused_field(browser, "petal_length", "Must be a number, not null.")
         assert message_for(browser, "sepal_length") == ""
         assert browser.find_element(By.ID, "result-summary").text == "No prediction: the input was refused."
         values = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#bars .bar-value")]
@@ -216,11 +222,10 @@ def test_out_of_range_value_refused_by_the_api_is_shown_next_to_the_field(browse
         browser.get(base + "/")
         fill(browser, {"petal_width": "9"})
         predict(browser)
-        field = browser.find_element(By.NAME, "petal_width")
         # The server's message with the allowed range, not the page's extrapolation warning.
-        assert message_for(browser, "petal_width") == "Must be between 0.1 and 2.5 (the training range); got 9."
-        assert field.get_attribute("aria-invalid") == "true"
-        assert browser.switch_to.active_element == field
+        field = assert_refused_field(
+            browser, "petal_width", "Must be between 0.1 and 2.5 (the training range); got 9."
+        )
         assert message_for(browser, "petal_length") == ""
         assert browser.find_element(By.ID, "form-error").text == "Please correct the highlighted field."
         assert browser.find_element(By.ID, "result-summary").text == "No prediction: the input was refused."

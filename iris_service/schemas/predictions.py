@@ -51,14 +51,10 @@ class PredictRequestSchema(Schema):
             row = data.get("features")
             if type(row) is list:
                 try:
-                    return {"features": self._row_field.deserialize(row, "features", data)}
+                    return {"features": self.fields["features"].deserialize(row, "features", data)}
                 except ValidationError:
                     pass
         return super().load(data, many=many, partial=partial, unknown=unknown)
-
-    @property
-    def _row_field(self) -> FeatureRow:
-        return self.fields["features"]  # type: ignore[return-value]
 
     @validates_schema
     def _one_of(self, data: dict[str, Any], **kwargs: Any) -> None:
