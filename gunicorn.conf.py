@@ -35,6 +35,14 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 # connection for the next prediction without pinning threads to idle clients.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 
+# Each worker binds its own listening socket (SO_REUSEPORT) and the kernel spreads new
+# connections over them. With one shared socket, whichever worker woke first could
+# accept a whole burst of keep-alive clients and keep them: the bench saw every one of
+# 64 connections on one worker in a third of its runs, at half the throughput. The cost:
+# a second server of the same user on the same port shares it instead of failing to
+# bind; GUNICORN_REUSE_PORT=0 goes back to one shared socket.
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1").strip().lower() not in ("0", "false", "no", "off")
+
 # The app (and the model) is built once in the master and shared copy-on-write by the
 # forked workers: less memory, and a model that fails to load stops the start.
 preload_app = True

@@ -50,7 +50,7 @@ def default_tool() -> str:
 
 
 def _command(
-    tool: str, port: int, body_file: Path, connections: int, duration_s: int
+    tool: str, port: int, path: str, body_file: Path, connections: int, duration_s: int
 ) -> tuple[list[str], dict[str, str]]:
     if tool == "wrk":
         return (
@@ -62,7 +62,7 @@ def _command(
                 f"--timeout={REQUEST_TIMEOUT_S}s",
                 "-s",
                 str(LUA_SCRIPT),
-                f"http://127.0.0.1:{port}/predict",
+                f"http://127.0.0.1:{port}{path}",
             ],
             {"BENCH_BODY_FILE": str(body_file)},
         )
@@ -73,6 +73,8 @@ def _command(
             "bench.loadgen",
             "--port",
             str(port),
+            "--path",
+            path,
             "--body-file",
             str(body_file),
             "--connections",
@@ -94,9 +96,10 @@ def run_load(
     rows_per_request: int,
     env: dict[str, str],
     cwd: Path,
+    path: str = "/predict",
 ) -> Measurement:
-    """Load ``/predict`` on 127.0.0.1:``port`` for ``duration_s`` seconds."""
-    command, extra_env = _command(tool, port, body_file, connections, duration_s)
+    """Load ``path`` on 127.0.0.1:``port`` for ``duration_s`` seconds."""
+    command, extra_env = _command(tool, port, path, body_file, connections, duration_s)
     done = subprocess.run(
         command,
         cwd=cwd,

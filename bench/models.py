@@ -45,11 +45,25 @@ def train_reference(path: Path) -> Path:
     return path
 
 
-def write_bodies(directory: Path, batch_sizes: tuple[int, ...]) -> dict[str, Path]:
-    """Request bodies by name: ``row`` (features) and ``instances-N`` (batches)."""
+#: The input tensor name iris-service's V2 endpoint takes for a whole row.
+V2_INPUT = "input-0"
+
+
+def v2_body(rows: npt.NDArray[np.float64]) -> bytes:
+    """A V2 inference request for ``rows`` that asks for the classes and the probabilities."""
+    tensor = {"name": V2_INPUT, "shape": list(rows.shape), "datatype": "FP64", "data": rows.ravel().tolist()}
+    return orjson.dumps({"inputs": [tensor], "outputs": [{"name": "predict"}, {"name": "predict_proba"}]})
+
+
+def write_bodies(
+    directory: Path, batch_sizes: tuple[int, ...], v2_sizes: tuple[int, ...] = ()
+) -> dict[str, Path]:
+    """Request bodies by name: ``row`` (features), ``instances-N`` and ``v2-N`` (batches)."""
     bodies = {"row": orjson.dumps({"features": ONE_ROW})}
     for n in batch_sizes:
         bodies[f"instances-{n}"] = orjson.dumps({"instances": iris_rows(n).tolist()})
+    for n in v2_sizes:
+        bodies[f"v2-{n}"] = v2_body(iris_rows(n))
     paths = {}
     for name, body in bodies.items():
         paths[name] = directory / f"{name}.json"

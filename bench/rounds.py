@@ -31,6 +31,8 @@ SCENARIO_SUMS = ("requests", "server_cpu_s", "socket_errors", "non_2xx", "errors
 SCENARIO_SETTINGS = ("tool", "connections", "rows_per_request")
 #: Per-server figures reported as the median over rounds.
 SERVER_MEDIANS = ("startup_s", "rss_mib", "pss_mib", "rss_after_batches_mib", "pss_after_batches_mib")
+#: In-process baselines reported as the median over rounds.
+INPROCESS_MEDIANS = ("per_row_loop_rows_per_s", "floor_rows_per_s", "floor_v2_rows_per_s")
 
 
 def median(values: Iterable[float | None]) -> float | None:
@@ -97,4 +99,17 @@ def merge_server(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["rounds"] = [
         {k: v for k, v in e.items() if k not in ("scenarios", "what", "command")} for e in entries
     ]
+    return out
+
+
+def merge_inprocess(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The in-process baselines over their rounds: medians, like the HTTP figures they divide.
+
+    Timed once per round next to the HTTP batches rather than once per run, a
+    baseline meets the same stretches of the machine as the figures it is
+    compared with (one early measurement made T3 swing by 0.15 between runs).
+    """
+    out: dict[str, Any] = {k: v for k, v in entries[0].items() if k not in (*INPROCESS_MEDIANS, "round")}
+    out.update({k: median(e.get(k) for e in entries) for k in INPROCESS_MEDIANS})
+    out["rounds"] = [dict(e) for e in entries]
     return out

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import platform
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from bench.servers import Scenario, ServerFailed, ServerSpec, running, tree_cpu_
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "bench" / "results"
 BATCH_SIZES = (1_000, 10_000)
+V2_BATCH_SIZE = 10_000
+V2_PATH = "/v2/models/iris/infer"  # ours' models are trained under the name "iris"
 DEFAULT_THREADS = 8
 #: (warm-up s, measured s) of every load in one round. Full mode runs 3 rounds of
 #: 2 + 5 s (21 s per load, about 8 minutes in all) rather than one of 3 + 10 s:
@@ -41,6 +44,9 @@ FULL_ROUNDS = 3
 
 ROWS = tuple(Scenario(f"row-c{c}", "row", 1, c) for c in (1, 16, 64))
 BATCHES = tuple(Scenario(f"batch-{n}", f"instances-{n}", n, 1) for n in BATCH_SIZES)
+#: The same 10,000 rows through the V2 protocol, asking for both output tensors:
+#: flat arrays instead of the native answer's object per row.
+V2_BATCH = Scenario(f"batch-{V2_BATCH_SIZE}-v2", f"v2-{V2_BATCH_SIZE}", V2_BATCH_SIZE, 1, V2_PATH)
 _ROW_C16 = ROWS[1]
 _ROW_C64 = ROWS[2]
 
@@ -92,7 +98,7 @@ SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec(
         "ours-waitress",
         _OURS_WAITRESS,
-        ROWS + BATCHES,
+        (*ROWS, *BATCHES, V2_BATCH),
         env=_OURS_ENV,
         needs_ours=True,
         note="iris-service, logreg on the exact numpy path, metrics + request logs on, waitress",
@@ -146,7 +152,9 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-def _measure_inprocess(ref_model: Path, ours_model: Path | None, body: Path, quick: bool) -> dict[str, Any]:
+def _measure_inprocess(
+    ref_model: Path, ours_model: Path | None, body: Path, v2_body: Path, quick: bool
+) -> dict[str, Any]:
     tutorial = joblib.load(ref_model)
     floor_model, floor_name = tutorial, "tutorial's LogisticRegression"
     if ours_model is not None:
@@ -158,9 +166,11 @@ def _measure_inprocess(ref_model: Path, ours_model: Path | None, body: Path, qui
             if hasattr(candidate, "predict_proba"):
                 floor_model, floor_name = candidate, "ours' artifact"
     rows = models.iris_rows(150).tolist()
-    loop = inprocess.per_row_loop(tutorial, rows, budget_s=1.0 if quick else 3.0)
-    floor_rows, floor = inprocess.batch_floor(floor_model, body.read_bytes(), repeats=5 if quick else 20)
-    return dataclasses.asdict(inprocess.InProcess(loop, floor_rows, floor, floor_name))
+    loop = inprocess.per_row_loop(tutorial, rows, budget_s=1.0 if quick else 1.5)
+    repeats = 5 if quick else 20
+    floor_rows, floor = inprocess.batch_floor(floor_model, body.read_bytes(), repeats)
+    _, floor_v2 = inprocess.batch_floor(floor_model, v2_body.read_bytes(), repeats, inprocess.v2_matrix)
+    return dataclasses.asdict(inprocess.InProcess(loop, floor_rows, floor, floor_name, floor_v2))
 
 
 def _measured_load(
@@ -211,6 +221,7 @@ def _run_server(
                     "rows_per_request": scenario.rows,
                     "env": env,
                     "cwd": REPO_ROOT,
+                    "path": scenario.path,
                 }
                 try:
                     run_load(tool, server.port, body, duration_s=warmup_s, **kwargs)  # type: ignore[arg-type]
@@ -249,19 +260,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _run_rounds(specs: list[ServerSpec], n_rounds: int, **kwargs: Any) -> dict[str, dict[str, Any]]:
+def _run_rounds(
+    specs: list[ServerSpec], n_rounds: int, measure_inprocess: Callable[[], dict[str, Any]], **kwargs: Any
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Every spec once per round, in spec order; each server's results merged over rounds.
 
     Round after round rather than server after server, so each server's
     measurements are spread over the whole run and meet the machine's slow
-    and fast stretches alike.
+    and fast stretches alike. The in-process baselines are timed in every
+    round just before the first server with batch scenarios (ours), the
+    figures they are divided by; they too are medians over rounds.
     """
+    anchor = next((s for s in specs if any(sc.body != "row" for sc in s.scenarios)), specs[0])
     per_server: dict[str, list[dict[str, Any]]] = {spec.name: [] for spec in specs}
+    inprocess_rounds: list[dict[str, Any]] = []
     for round_no in range(1, n_rounds + 1):
         for spec in specs:
+            if spec is anchor:
+                _say(f"in-process baselines (round {round_no}/{n_rounds}) ...")
+                inprocess_rounds.append({"round": round_no, **measure_inprocess()})
             _say(f"{spec.name} (round {round_no}/{n_rounds}): {' '.join(spec.command)}")
             per_server[spec.name].append(_run_server(spec, round_no=round_no, **kwargs))
-    return {name: rounds.merge_server(entries) for name, entries in per_server.items()}
+    merged = {name: rounds.merge_server(entries) for name, entries in per_server.items()}
+    return merged, rounds.merge_inprocess(inprocess_rounds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="iris-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        bodies = models.write_bodies(tmp, BATCH_SIZES)
+        bodies = models.write_bodies(tmp, BATCH_SIZES, (V2_BATCH_SIZE,))
         context: dict[str, object] = {
             "python": sys.executable,
             "threads": args.threads,
@@ -355,26 +376,31 @@ def main(argv: list[str] | None = None) -> int:
         elif not ours.available:
             _say(f"skipping ours: {ours_failure}")
 
-        _say("in-process baselines ...")
         ours_model = context.get("ours_model")
-        results["inprocess"] = _measure_inprocess(
-            context["ref_model"],  # type: ignore[arg-type]
+        measure_inprocess = functools.partial(
+            _measure_inprocess,
+            context["ref_model"],
             ours_model if isinstance(ours_model, Path) else None,
             bodies["instances-10000"],
+            bodies[V2_BATCH.body],
             args.quick,
         )
-
-        measured = _run_rounds(
-            [s for s in specs if not (s.needs_ours and ours_failure)],
-            n_rounds,
-            context=context,
-            bodies=bodies,
-            tool=tool,
-            warmup_s=warmup_s,
-            duration_s=duration_s,
-            env=env,
-            log_dir=log_dir,
-        )
+        runnable = [s for s in specs if not (s.needs_ours and ours_failure)]
+        if runnable:
+            measured, results["inprocess"] = _run_rounds(
+                runnable,
+                n_rounds,
+                measure_inprocess,
+                context=context,
+                bodies=bodies,
+                tool=tool,
+                warmup_s=warmup_s,
+                duration_s=duration_s,
+                env=env,
+                log_dir=log_dir,
+            )
+        else:  # every selected server needs ours, which cannot run: the baselines alone
+            measured, results["inprocess"] = {}, rounds.merge_inprocess([{"round": 1, **measure_inprocess()}])
         for spec in specs:  # in spec order, skipped ones included
             results["servers"][spec.name] = measured.get(spec.name) or {
                 "what": spec.note,

@@ -25,12 +25,13 @@ STOP_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class Scenario:
-    """One load: which request body, how many rows it carries, how many connections."""
+    """One load: which request body, how many rows it carries, how many connections, where."""
 
     name: str
     body: str
     rows: int
     connections: int
+    path: str = "/predict"
 
 
 @dataclass(frozen=True)

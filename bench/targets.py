@@ -76,9 +76,17 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "T3",
-        "rows/s: ours 10k-row batch / in-process floor",
+        "rows/s: ours 10k-row batch on /predict / in-process floor on the same body",
         _rows("ours-waitress", "batch-10000"),
         ("inprocess", "floor_rows_per_s"),
+        True,
+        0.5,
+    ),
+    Check(
+        "T3",
+        "rows/s: ours 10k-row batch on V2 / in-process floor on the same V2 body",
+        _rows("ours-waitress", "batch-10000-v2"),
+        ("inprocess", "floor_v2_rows_per_s"),
         True,
         0.5,
     ),

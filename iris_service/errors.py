@@ -15,6 +15,8 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
+from .json_provider import json_response
+
 log = logging.getLogger(__name__)
 
 #: Blueprints whose protocol specifies ``{"error": message}`` bodies.
@@ -131,7 +133,7 @@ def error_response(
     request_id = getattr(g, "request_id", None)
     if request_id and status >= 500:
         payload["request_id"] = request_id
-    response = current_app.json.response(payload)
+    response = json_response(payload)
     response.status_code = status
     response.headers.update(headers or {})
     return response

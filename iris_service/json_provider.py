@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from flask import Response
+from flask import Flask, Response, current_app
 from flask.json.provider import JSONProvider
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+MIMETYPE = "application/json"
 
 
 def _default(obj: Any) -> Any:
@@ -22,19 +23,32 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
+def dumps(obj: Any) -> bytes:
+    """JSON bytes as every answer of ours is written: orjson, numpy arrays and fragments natively."""
+    return orjson.dumps(obj, default=_default, option=_OPTIONS)
+
+
+def json_response(obj: Any, app: Flask | None = None) -> Response:
+    """A JSON answer written by ``dumps``, whichever JSON provider the app has.
+
+    Codecs answer with numpy arrays and orjson fragments (no Python object per
+    value); a host app that mounts our blueprints keeps its own provider, often
+    Flask's default, which can write neither.
+    """
+    # content_type rather than mimetype: the same header without werkzeug parsing it.
+    return (app or current_app).response_class(dumps(obj), content_type=MIMETYPE)
+
+
 class OrjsonProvider(JSONProvider):
     """Flask JSON provider backed by orjson (bytes in, bytes out)."""
 
-    mimetype = "application/json"
+    mimetype = MIMETYPE
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return orjson.dumps(obj, default=_default, option=_OPTIONS).decode()
+        return dumps(obj).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return orjson.loads(s)
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
-        obj = self._prepare_response_obj(args, kwargs)
-        body = orjson.dumps(obj, default=_default, option=_OPTIONS)
-        # content_type rather than mimetype: the same header without werkzeug parsing it.
-        return self._app.response_class(body, content_type=self.mimetype)
+        return json_response(self._prepare_response_obj(args, kwargs), self._app)

@@ -25,6 +25,7 @@ from webargs.flaskparser import FlaskParser, abort
 from werkzeug.wrappers import Response
 
 from .errors import BadRequest, UnsupportedMediaType
+from .json_provider import json_response
 from .schemas.base import ErrorSchema
 
 
@@ -118,7 +119,7 @@ class Blueprint(flask_smorest.Blueprint):
                 if isinstance(result, Response):
                     set_status_and_headers_in_response(result, status_override, headers)
                     return result
-                answer = flask.current_app.json.response(result if dump is None else dump(result))
+                answer = json_response(result if dump is None else dump(result))
                 answer.status_code = status
                 if headers or status_override is not None:
                     set_status_and_headers_in_response(answer, status_override, headers)

@@ -171,3 +171,22 @@ def test_targets_and_report_read_the_medians() -> None:
     assert "| CPU us/req | errors |" in text
     # ours' row: median 500 req/s and the median CPU of 500, 222 and 400 us/req.
     assert "| ours-waitress | row-c16 | 16 | 1 | 500 | 500 | 2.50 | 10.00 | 400 | 0 |" in text
+
+
+def test_inprocess_baselines_are_medians_over_rounds_and_feed_t3() -> None:
+    def baseline(n: int, loop: float, floor: float, floor_v2: float) -> dict[str, Any]:
+        return {"round": n, "per_row_loop_rows_per_s": loop, "floor_rows": 10_000, "floor_rows_per_s": floor,
+                "floor_model": "ours' artifact", "floor_v2_rows_per_s": floor_v2}
+
+    merged = rounds.merge_inprocess(
+        [baseline(1, 9_000.0, 2.0e6, 3.0e6), baseline(2, 7_000.0, 1.4e6, 2.2e6), baseline(3, 8_000.0, 1.8e6, 3.2e6)]
+    )
+    assert (merged["per_row_loop_rows_per_s"], merged["floor_rows_per_s"], merged["floor_v2_rows_per_s"]) == (
+        8_000.0, 1.8e6, 3.0e6)
+    assert (merged["floor_rows"], merged["floor_model"]) == (10_000, "ours' artifact")
+    assert [r["floor_rows_per_s"] for r in merged["rounds"]] == [2.0e6, 1.4e6, 1.8e6]
+    batch = {"scenarios": {"batch-10000": {"rows_per_s": 0.9e6}, "batch-10000-v2": {"rows_per_s": 1.65e6}}}
+    t3 = [c for c in targets.CHECKS if c.target == "T3"]
+    rows = targets.evaluate({"servers": {"ours-waitress": batch}, "inprocess": merged}, tuple(t3))
+    assert [(r["ratio"], r["status"]) for r in rows] == [
+        (pytest.approx(112.5), "met"), (pytest.approx(0.5), "met"), (pytest.approx(0.55), "met")]

@@ -1,10 +1,12 @@
 """A Flask developer mounts our blueprints in their own app, under a prefix."""
 from __future__ import annotations
 
+import numpy as np
+import orjson
 from flask import Flask
 
 from iris_service import ModelStore
-from iris_service.blueprints import health, predictions
+from iris_service.blueprints import health, predictions, v2
 
 
 def test_blueprints_mounted_under_ml_next_to_host_routes(iris_artifact):
@@ -34,3 +36,28 @@ def test_blueprints_mounted_under_ml_next_to_host_routes(iris_artifact):
     wrong_type = client.post("/ml/predict", data="x", content_type="text/plain")
     assert wrong_type.status_code == 415
     assert wrong_type.get_json()["code"] == 415
+
+
+def test_large_answers_do_not_depend_on_the_host_apps_json_provider(iris_artifact):
+    """Batches are written as orjson fragments and numpy arrays, which Flask's default
+    JSON provider (the host's) cannot write: our views answer through our own writer."""
+    host = Flask("host_app")
+    host.config["MODEL_PATH"] = str(iris_artifact)
+    ModelStore().init_app(host)
+    host.register_blueprint(predictions.blp, url_prefix="/ml")
+    host.register_blueprint(v2.blp, url_prefix="/ml")
+    client = host.test_client()
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]] * 50  # past the 64 rows where fragments start
+
+    batch = client.post("/ml/predict", json={"instances": rows})
+    assert batch.status_code == 200, batch.get_data()[:300]
+    assert [p["label"] for p in batch.get_json()["predictions"]] == ["setosa", "virginica"] * 50
+
+    tensor = {"name": "input-0", "shape": [100, 4], "datatype": "FP64", "data": rows}
+    outputs = [{"name": "predict_proba"}, {"name": "predict", "parameters": {"binary_data": True}}]
+    infer = client.post("/ml/v2/models/iris/infer", json={"inputs": [tensor], "outputs": outputs})
+    assert infer.status_code == 200, infer.get_data()[:300]
+    length = int(infer.headers["Inference-Header-Content-Length"])
+    header = orjson.loads(infer.get_data()[:length])
+    assert header["outputs"][0]["shape"] == [100, 3] and len(header["outputs"][0]["data"]) == 300
+    assert infer.get_data()[length:] == bytes(np.array([0, 2] * 50, dtype="<i8"))

@@ -315,6 +315,7 @@ def test_gunicorn_conf_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert conf["wsgi_app"] == "wsgi:app"
     assert conf["timeout"] > 0 and conf["keepalive"] > 0
     assert conf["control_socket_disable"] is True
+    assert conf["reuse_port"] is True  # one socket per worker: the kernel spreads connections
     assert callable(conf["child_exit"]) and callable(conf["on_starting"])
 
 
@@ -324,6 +325,12 @@ def test_gunicorn_conf_reads_the_environment(clean_env: pytest.MonkeyPatch) -> N
     clean_env.setenv("GUNICORN_THREADS", "8")
     conf = load_gunicorn_conf()
     assert (conf["bind"], conf["workers"], conf["threads"]) == ("0.0.0.0:8080", 3, 8)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", False), ("off", False), ("False", False), ("1", True)])
+def test_gunicorn_conf_reuse_port_can_be_turned_off(clean_env: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    clean_env.setenv("GUNICORN_REUSE_PORT", value)
+    assert load_gunicorn_conf()["reuse_port"] is expected
 
 
 def test_gunicorn_drains_within_the_pods_grace_period(

@@ -333,6 +333,83 @@ def test_gunicorn_aggregates_metrics_and_drains_on_sigterm(gunicorn_server) -> N
     assert "Traceback" not in text and "WORKER TIMEOUT" not in text
 
 
+@POSIX_ONLY
+@pytest.mark.server
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc to see which worker holds a socket")
+def test_gunicorn_spreads_a_burst_of_keep_alive_clients_over_both_workers(gunicorn_server) -> None:
+    """32 clients connecting at once end up on both workers, and stay there.
+
+    With one shared listening socket the first worker to wake could accept the whole
+    burst and keep every connection (keep-alive): one core idled while the other
+    served 64 clients. gunicorn.conf.py's reuse_port gives each worker its own socket.
+    """
+    _base, port, proc, _output = gunicorn_server
+    deadline = time.monotonic() + 30
+    workers = child_pids(proc.pid)
+    while len(workers) < 2 or not all(socket_inodes(w) & tcp_inodes(port, LISTEN) for w in workers):
+        assert time.monotonic() < deadline, "gunicorn's two workers never listened"
+        time.sleep(0.1)
+        workers = child_pids(proc.pid)
+    clients = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(32)]
+    try:
+        for client in clients:
+            client.connect()
+        for client in clients:
+            client.request("GET", "/health/live")
+        for client in clients:
+            response = client.getresponse()
+            assert response.status == 200 and not response.will_close
+            response.read()
+        held = [len(socket_inodes(w) & tcp_inodes(port, ESTABLISHED)) for w in workers]
+    finally:
+        for client in clients:
+            client.close()
+    # Hashed over client ports, a 32-connection split this uneven has odds of 1 in 400,000.
+    assert sum(held) == 32 and min(held) >= 4, held
+
+
+#: Socket states as /proc/net/tcp writes them.
+ESTABLISHED, LISTEN = "01", "0A"
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (gunicorn's master: its workers)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited while we looked
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # the name may hold spaces: ppid follows its ")"
+            children.append(int(entry.name))
+    return children
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets process ``pid`` holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
+def tcp_inodes(port: int, state: str) -> set[str]:
+    """Inodes of the IPv4 TCP sockets whose local port is ``port``, in ``state``."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+            inodes.add(fields[9])
+    return inodes
+
+
 def _sklearn_version() -> str:
     import sklearn
 

@@ -155,6 +155,22 @@ def test_binary_outputs_follow_the_json_header(client):
     assert np.frombuffer(tail[24:], "<f8").reshape(3, 3).tolist() == native_proba(client)
 
 
+def test_a_large_batch_has_the_same_numbers_in_json_binary_and_native_answers(client):
+    """1,000 rows: the JSON tensors (written straight from the arrays), the binary ones
+    and the native answer's rows (spliced JSON bytes) agree to the last bit."""
+    rows = np.array([[v + (i % 7) * 0.37 for v in ROWS[i % 3]] for i in range(1000)])
+    outputs = [{"name": "predict"}, {"name": "predict_proba"}]
+    predict, proba = infer(client, [tensor(rows.ravel().tolist(), shape=rows.shape)], outputs=outputs).get_json()["outputs"]
+    binary = binary_request(client, [("input-0", "FP64", rows)],
+                            outputs=[{**o, "parameters": {"binary_data": True}} for o in outputs])
+    _, tail = split_response(binary)
+    native = client.post("/predict", json={"instances": rows.tolist()}).get_json()["predictions"]
+    assert proba["shape"] == [1000, 3] and len(set(predict["data"])) == 3
+    assert predict["data"] == np.frombuffer(tail[:8000], "<i8").tolist() == [p["prediction"] for p in native]
+    assert proba["data"] == np.frombuffer(tail[8000:], "<f8").tolist()
+    assert proba["data"] == [v for p in native for v in p["probabilities"].values()]
+
+
 def test_binary_data_output_parameter_applies_to_unmarked_outputs(client):
     response = infer(client, [tensor(ROWS)], parameters={"binary_data_output": True},
                      outputs=[{"name": "predict"}, {"name": "predict_proba", "parameters": {"binary_data": False}}])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import flask
-from flask import Response, current_app, request
+from flask import Response, request
 from flask.views import MethodView
 
 from .. import __version__
@@ -17,6 +17,7 @@ from ..codecs import v2
 from ..errors import ModelNotReady, UnsupportedMediaType, register_blueprint_error_handlers
 from ..extensions import registry
 from ..inference import run
+from ..json_provider import dumps as json_dumps
 from ..parsing import Blueprint, JSONParser, parse_json_body
 from ..schemas.base import PlainErrorSchema
 from ..schemas.v2 import (
@@ -125,7 +126,7 @@ def _infer(body: dict[str, Any], name: str, version: str | None) -> Any:
     result = run(name, v2.InferRequest(body, binary), codec=v2, version=version)
     if not result.has_binary:
         return result.header
-    header = current_app.json.dumps(result.header).encode()
+    header = json_dumps(result.header)
     response = Response(header + result.binary, mimetype=_OCTET_STREAM)
     response.headers[v2.HEADER_LENGTH] = str(len(header))
     return response

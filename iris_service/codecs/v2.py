@@ -101,13 +101,17 @@ def encode(prediction: Prediction, model: Model, decoded: Decoded) -> InferRespo
     chunks = []
     for name, binary in decoded.context["outputs"]:
         array, datatype = _output(name, prediction)
+        typed = array.astype(DTYPES[datatype], copy=False)
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:
-            raw = array.astype(DTYPES[datatype], copy=False).tobytes()
+            raw = typed.tobytes()
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            tensor["data"] = array.ravel().tolist()
+            # The JSON provider writes a float64 or int64 array exactly as its tolist(),
+            # without making a Python number per value (a third of a 10k-row answer's cost).
+            flat = typed.ravel()
+            tensor["data"] = flat if flat.dtype.isnative else flat.tolist()
         outputs.append(tensor)
     header: dict[str, Any] = {}
     if decoded.context.get("id") is not None:
