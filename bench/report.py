@@ -78,7 +78,8 @@ def markdown(results: Mapping[str, Any]) -> str:
     if inproc:
         out += [
             "",
-            f"In-process (medians over rounds, each timed just before ours' batches): tutorial per-row loop {_num(inproc['per_row_loop_rows_per_s'])} rows/s; "
+            "In-process (medians over rounds, each timed just before ours' batches): "
+            f"tutorial per-row loop {_num(inproc['per_row_loop_rows_per_s'])} rows/s; "
             f"floor for a {inproc['floor_rows']:,}-row batch (orjson + asarray + predict_proba + orjson, "
             f"{inproc['floor_model']}) {_num(inproc['floor_rows_per_s'])} rows/s on the `instances` body, "
             f"{_num(inproc.get('floor_v2_rows_per_s'))} rows/s on the V2 tensor body.",

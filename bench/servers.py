@@ -156,7 +156,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(STOP_TIMEOUT_S)
 
 
-def _tree_pids(pid: int) -> list[int]:
+def tree_pids(pid: int) -> list[int]:
     """``pid`` and all its descendants (Linux /proc), so gunicorn's workers count too."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -184,7 +184,7 @@ def tree_memory_mib(pid: int) -> tuple[float, float]:
     (gunicorn with preload) share pages that a sum of RSS counts twice.
     """
     rss_kib = pss_kib = 0
-    for current in _tree_pids(pid):
+    for current in tree_pids(pid):
         rss_kib += _proc_field(Path(f"/proc/{current}/status"), "VmRSS:")
         pss_kib += _proc_field(Path(f"/proc/{current}/smaps_rollup"), "Pss:")
     return rss_kib / 1024.0, pss_kib / 1024.0
@@ -207,7 +207,7 @@ def tree_cpu_s(pid: int) -> float:
     it, whichever of its threads or worker processes did the work.
     """
     ticks = 0
-    for current in _tree_pids(pid):
+    for current in tree_pids(pid):
         try:
             ticks += stat_cpu_ticks(Path(f"/proc/{current}/stat").read_text())
         except OSError:  # exited between the walk and the read

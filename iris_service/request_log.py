@@ -301,13 +301,12 @@ class RequestLogState:
         ``datetime.fromtimestamp(...).isoformat()`` costs more than the rest of the
         record; requests within one second share everything but the milliseconds.
         """
-        # Rounded to the microsecond the way datetime.fromtimestamp rounds, then cut to ms.
+        # Rounded to the microsecond the way datetime.fromtimestamp rounds, then cut to ms
+        # (t is a time.time(), never negative, so the fraction is too).
         fraction, whole = math.modf(t)
         second, micros = int(whole), round(fraction * 1e6)
-        if micros >= 1_000_000:
-            second, micros = second + 1, micros - 1_000_000
-        elif micros < 0:
-            second, micros = second - 1, micros + 1_000_000
+        if micros == 1_000_000:
+            second, micros = second + 1, 0
         cached_second, text = self._second
         if cached_second != second:
             text = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")

@@ -9,17 +9,23 @@ from iris_service import ModelStore
 from iris_service.blueprints import health, predictions, v2
 
 
-def test_blueprints_mounted_under_ml_next_to_host_routes(iris_artifact):
+def host_app(artifact, *blueprints) -> Flask:
+    """A plain Flask app (Flask's own JSON provider) with our model store and ``blueprints`` under /ml."""
     host = Flask("host_app")
-    host.config["MODEL_PATH"] = str(iris_artifact)
+    host.config["MODEL_PATH"] = str(artifact)
+    ModelStore().init_app(host)
+    for blueprint in blueprints:
+        host.register_blueprint(blueprint.blp, url_prefix="/ml")
+    return host
+
+
+def test_blueprints_mounted_under_ml_next_to_host_routes(iris_artifact):
+    host = host_app(iris_artifact, predictions, health)
 
     @host.get("/")
     def home():
         return {"host": "own route"}
 
-    ModelStore().init_app(host)
-    host.register_blueprint(predictions.blp, url_prefix="/ml")
-    host.register_blueprint(health.blp, url_prefix="/ml")
     client = host.test_client()
 
     response = client.post("/ml/predict", json={"features": [5.1, 3.5, 1.4, 0.2]})
@@ -41,12 +47,7 @@ def test_blueprints_mounted_under_ml_next_to_host_routes(iris_artifact):
 def test_large_answers_do_not_depend_on_the_host_apps_json_provider(iris_artifact):
     """Batches are written as orjson fragments and numpy arrays, which Flask's default
     JSON provider (the host's) cannot write: our views answer through our own writer."""
-    host = Flask("host_app")
-    host.config["MODEL_PATH"] = str(iris_artifact)
-    ModelStore().init_app(host)
-    host.register_blueprint(predictions.blp, url_prefix="/ml")
-    host.register_blueprint(v2.blp, url_prefix="/ml")
-    client = host.test_client()
+    client = host_app(iris_artifact, predictions, v2).test_client()
     rows = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]] * 50  # past the 64 rows where fragments start
 
     batch = client.post("/ml/predict", json={"instances": rows})

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from conftest import KNOWN_ROWS, ROOT, free_port, run_server, serve_args, server_env
 from test_metrics import sample
 
+from bench.servers import tree_pids
 from iris_service.cli import main
 
 POSIX_ONLY = pytest.mark.skipif(
@@ -345,11 +346,11 @@ def test_gunicorn_spreads_a_burst_of_keep_alive_clients_over_both_workers(gunico
     """
     _base, port, proc, _output = gunicorn_server
     deadline = time.monotonic() + 30
-    workers = child_pids(proc.pid)
+    workers = tree_pids(proc.pid)[1:]  # the master's descendants: its workers
     while len(workers) < 2 or not all(socket_inodes(w) & tcp_inodes(port, LISTEN) for w in workers):
         assert time.monotonic() < deadline, "gunicorn's two workers never listened"
         time.sleep(0.1)
-        workers = child_pids(proc.pid)
+        workers = tree_pids(proc.pid)[1:]
     clients = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(32)]
     try:
         for client in clients:
@@ -370,21 +371,6 @@ def test_gunicorn_spreads_a_burst_of_keep_alive_clients_over_both_workers(gunico
 
 #: Socket states as /proc/net/tcp writes them.
 ESTABLISHED, LISTEN = "01", "0A"
-
-
-def child_pids(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (gunicorn's master: its workers)."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # exited while we looked
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # the name may hold spaces: ppid follows its ")"
-            children.append(int(entry.name))
-    return children
 
 
 def socket_inodes(pid: int) -> set[str]:
