@@ -2,7 +2,8 @@
 
 Every figure in the tables is a median over the run's rounds and every
 error count a total (bench/rounds.py); each round's own figures are only in
-the JSON file, under ``rounds``.
+the JSON file, under ``rounds``, except the targets' ratios, which the
+targets table also gives round by round.
 """
 
 from __future__ import annotations
@@ -93,11 +94,21 @@ def markdown(results: Mapping[str, Any]) -> str:
             "-" if t["ratio"] is None else f"{t['ratio']:.2f}x",
             t["goal"],
             t["status"],
+            _per_round(t),
         ]
         for t in results["targets"]
     ]
-    out += ["", *_table(["target", "comparison", "value", "baseline", "ratio", "goal", "status"], targets)]
+    header = ["target", "comparison", "value", "baseline", "ratio", "goal", "status", "each round (met)"]
+    out += ["", *_table(header, targets)]
     return "\n".join(out) + "\n"
+
+
+def _per_round(target: Mapping[str, Any]) -> str:
+    """``1.05 / 1.31 / 1.22 (2/3)``: each round's ratio and in how many rounds the goal was met."""
+    ratios = target.get("round_ratios") or []
+    if not ratios:
+        return "-"
+    return " / ".join(f"{r:.2f}" for r in ratios) + f" ({target['rounds_met']}/{len(ratios)})"
 
 
 def write_json(results: Mapping[str, Any], path: Path) -> None:

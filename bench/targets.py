@@ -5,7 +5,9 @@ absolute numbers would not. Each check names two values in the results by
 path, a comparison and a threshold; change a goal here and nowhere else.
 The thresholds are issue 7's targets T1-T7, unchanged. The values are the
 medians over the run's rounds (bench/rounds.py), so one slow or fast round
-does not decide a ratio.
+does not decide a ratio. Each round's own ratio (both values from that round)
+is reported next to it: a target met in one round and missed in the next is
+within the machine's noise, one missed in every round is not.
 """
 
 from __future__ import annotations
@@ -150,18 +152,48 @@ def _value(results: Mapping[str, Any], path: Path) -> float | None:
     return float(node) if isinstance(node, int | float) else None
 
 
+def _round_values(results: Mapping[str, Any], path: Path) -> dict[int, float]:
+    """The value at ``path`` in each round, by round number.
+
+    bench/rounds.py keeps every round's figures in a ``rounds`` list next to
+    the medians, so the value named ``path[-1]`` is found in the entries of
+    ``path[:-1]``'s ``rounds``; results without rounds give none.
+    """
+    node: Any = results
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    entries = node.get("rounds") if isinstance(node, Mapping) else None
+    key = path[-1]
+    return {
+        int(entry["round"]): float(entry[key])
+        for entry in entries or ()
+        if isinstance(entry, Mapping) and "round" in entry and isinstance(entry.get(key), int | float)
+    }
+
+
+def round_ratios(results: Mapping[str, Any], check: Check) -> list[float]:
+    """The check's ratio in each round that measured both values, in round order."""
+    num, den = _round_values(results, check.numerator), _round_values(results, check.denominator)
+    return [num[r] / den[r] for r in sorted(num.keys() & den.keys()) if den[r]]
+
+
+def _meets(check: Check, ratio: float) -> bool:
+    return ratio >= check.threshold if check.at_least else ratio <= check.threshold
+
+
 def evaluate(results: Mapping[str, Any], checks: tuple[Check, ...] = CHECKS) -> list[dict[str, Any]]:
-    """One row per check: both values, the ratio, the goal and met / not met / n/a."""
+    """One row per check: both values, the ratio, the goal, met / not met / n/a, and each round's ratio."""
     rows = []
     for check in checks:
         num, den = _value(results, check.numerator), _value(results, check.denominator)
         ratio = num / den if num is not None and den else None
         if ratio is None:
             status = "n/a"
-        elif (ratio >= check.threshold) if check.at_least else (ratio <= check.threshold):
+        elif _meets(check, ratio):
             status = "met"
         else:
             status = "NOT MET"
+        per_round = round_ratios(results, check)
         rows.append(
             {
                 "target": check.target,
@@ -171,6 +203,8 @@ def evaluate(results: Mapping[str, Any], checks: tuple[Check, ...] = CHECKS) -> 
                 "ratio": ratio,
                 "goal": f"{'>=' if check.at_least else '<='} {check.threshold:g}x",
                 "status": status,
+                "round_ratios": per_round,
+                "rounds_met": sum(_meets(check, r) for r in per_round),
             }
         )
     return rows

@@ -143,34 +143,80 @@ def test_merge_server_failed_in_one_round_is_reported_failed() -> None:
     assert [r["round"] for r in merged["scenarios"]["row-c16"]["rounds"]] == [1, 3]
 
 
-def test_targets_and_report_read_the_medians() -> None:
-    ours = rounds.merge_server(
-        [
-            _round(1, 1.0, 60.0, _load(400.0, 10.0, requests=2000, cpu_s=1.0)),
-            _round(2, 1.0, 60.0, _load(900.0, 10.0, requests=4500, cpu_s=1.0)),
-            _round(3, 1.0, 60.0, _load(500.0, 10.0, requests=2500, cpu_s=1.0)),
-        ]
-    )
-    tutorial = rounds.merge_server(
-        [
-            _round(1, 1.0, 60.0, _load(250.0, 10.0, requests=1250, cpu_s=1.0)),
-            _round(2, 1.0, 60.0, _load(100.0, 10.0, requests=500, cpu_s=1.0)),
-            _round(3, 1.0, 60.0, _load(200.0, 10.0, requests=1000, cpu_s=1.0)),
-        ]
-    )
-    results: dict[str, Any] = {
+def _c16_server(*per_round: tuple[float, float, float, float] | None) -> dict[str, Any]:
+    """A server merged over rounds of (start-up s, RSS MiB, req/s, p99 ms) at c=16; None: a failed round."""
+    entries = []
+    for n, figures in enumerate(per_round, start=1):
+        if figures is None:
+            entries.append({"round": n, "status": "failed", "reason": "x", "scenarios": {}})
+            continue
+        startup, rss, rps, p99 = figures
+        entries.append(_round(n, startup, rss, _load(rps, p99, requests=int(rps * 5), cpu_s=1.0)))
+    return rounds.merge_server(entries)
+
+
+def _full_run(ours: dict[str, Any], tutorial: dict[str, Any]) -> dict[str, Any]:
+    return {
         "meta": {"quick": False, "tool": "wrk", "threads": 8, "rounds": 3, "warmup_s": 2, "duration_s": 5},
         "servers": {"ours-waitress": ours, "tutorial-waitress": tutorial},
     }
+
+
+def test_targets_and_report_read_the_medians() -> None:
+    results = _full_run(
+        _c16_server((1.0, 60.0, 400.0, 10.0), (1.0, 60.0, 900.0, 10.0), (1.0, 60.0, 500.0, 10.0)),
+        _c16_server((1.0, 60.0, 250.0, 10.0), (1.0, 60.0, 100.0, 10.0), (1.0, 60.0, 200.0, 10.0)),
+    )
     t1 = targets.evaluate(results, targets.CHECKS[:1])[0]
     assert t1["ratio"] == pytest.approx(500.0 / 200.0)
     assert t1["status"] == "met"
+    assert t1["round_ratios"] == [pytest.approx(1.6), pytest.approx(9.0), pytest.approx(2.5)]
+    assert t1["rounds_met"] == 3
     results["targets"] = [t1]
     text = report.markdown(results)
     assert "3 rounds (medians, errors summed) of 2 s warm-up + 5 s per load" in text
     assert "| CPU us/req | errors |" in text
     # ours' row: median 500 req/s and the median CPU of 500, 222 and 400 us/req.
     assert "| ours-waitress | row-c16 | 16 | 1 | 500 | 500 | 2.50 | 10.00 | 400 | 0 |" in text
+    assert "| T1 | req/s c=16: ours waitress / tutorial waitress | 500.00 | 200.00 | 2.50x | >= 1.2x | met " \
+        "| 1.60 / 9.00 / 2.50 (3/3) |" in text
+
+
+def test_each_rounds_ratio_pairs_figures_from_the_same_round() -> None:
+    """A median ratio can be met while some rounds miss; the report shows which."""
+    # The tutorial failed its second round: only rounds 1 and 3 pair up.
+    results = _full_run(
+        _c16_server((1.6, 70.0, 400.0, 12.0), (1.4, 90.0, 900.0, 10.0), (1.5, 80.0, 500.0, 9.0)),
+        _c16_server((1.0, 60.0, 350.0, 10.0), None, (1.0, 40.0, 200.0, 10.0)),
+    )
+    checks = {(c.target, c.label.split(":")[0]): c for c in targets.CHECKS}
+    picked = (checks["T1", "req/s c=16"], checks["T1", "p99 c=16"], checks["T7", "RSS after the single-row loads"])
+    rps, p99, rss = targets.evaluate(results, picked)
+    assert rps["round_ratios"] == [pytest.approx(400 / 350), pytest.approx(2.5)]
+    assert rps["rounds_met"] == 1  # 1.14x misses the 1.2x goal
+    assert p99["round_ratios"] == [pytest.approx(1.2), pytest.approx(0.9)]
+    assert p99["rounds_met"] == 1
+    # Server-level figures (RSS) pair up by round too.
+    assert rss["round_ratios"] == [pytest.approx(70 / 60), pytest.approx(2.0)]
+    assert rss["rounds_met"] == 1
+    results["targets"] = [rps]
+    assert "| 1.14 / 2.50 (1/2) |" in report.markdown(results)
+
+
+def test_results_without_rounds_have_no_round_ratios() -> None:
+    """Results written before rounds existed: the medians' ratio alone, and a dash for the rounds."""
+    results: dict[str, Any] = {
+        "meta": {"quick": True, "tool": "wrk", "threads": 8, "warmup_s": 1, "duration_s": 2},
+        "servers": {
+            "ours-waitress": {"status": "ok", "scenarios": {"row-c16": {"requests_per_s": 300.0}}},
+            "tutorial-waitress": {"status": "ok", "scenarios": {"row-c16": {"requests_per_s": 200.0}}},
+        },
+    }
+    (t1,) = targets.evaluate(results, targets.CHECKS[:1])
+    assert (t1["ratio"], t1["round_ratios"], t1["rounds_met"]) == (pytest.approx(1.5), [], 0)
+    results["servers"] = {}
+    results["targets"] = [t1]
+    assert report.markdown(results).rstrip().endswith("| 1.50x | >= 1.2x | met | - |")
 
 
 def test_inprocess_baselines_are_medians_over_rounds_and_feed_t3() -> None:
@@ -190,3 +236,8 @@ def test_inprocess_baselines_are_medians_over_rounds_and_feed_t3() -> None:
     rows = targets.evaluate({"servers": {"ours-waitress": batch}, "inprocess": merged}, tuple(t3))
     assert [(r["ratio"], r["status"]) for r in rows] == [
         (pytest.approx(112.5), "met"), (pytest.approx(0.5), "met"), (pytest.approx(0.55), "met")]
+    # Round by round, each baseline round is paired with ours' batch of the same round.
+    batch["scenarios"]["batch-10000"]["rounds"] = [{"round": n, "rows_per_s": 0.9e6} for n in (1, 2, 3)]
+    (_, floor, _) = targets.evaluate({"servers": {"ours-waitress": batch}, "inprocess": merged}, tuple(t3))
+    assert floor["round_ratios"] == [pytest.approx(0.45), pytest.approx(0.9 / 1.4), pytest.approx(0.5)]
+    assert floor["rounds_met"] == 2
