@@ -30,7 +30,7 @@ def big_batch(rows: int = 10_000) -> dict[str, Any]:
 
 
 class Wrappers:
-    """A ``wsgi.file_wrapper`` that keeps each file it was handed (read back after the request)."""
+    """A ``wsgi.file_wrapper`` (werkzeug's) that keeps the bytes of each file it is handed."""
 
     def __init__(self) -> None:
         self.files: list[bytes] = []
