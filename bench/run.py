@@ -203,8 +203,13 @@ def _run_server(
     duration_s: int,
     env: dict[str, str],
     log_dir: Path,
+    before_batches: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """One round of one server: start, warm up and measure each scenario, read memory, stop."""
+    """One round of one server: start, warm up and measure each scenario, read memory, stop.
+
+    ``before_batches`` runs once, just before the first batch scenario (the
+    in-process baselines those batches are divided by).
+    """
     out: dict[str, Any] = {
         "round": round_no,
         "status": "ok",
@@ -220,6 +225,9 @@ def _run_server(
             out["startup_s"] = server.startup_s
             _say(f"  ready in {server.startup_s:.2f} s on port {server.port}")
             for scenario in spec.scenarios:
+                if before_batches is not None and scenario.body != "row":
+                    before_batches()
+                    before_batches = None
                 body = bodies[scenario.body]
                 kwargs = {
                     "connections": scenario.connections,
@@ -266,26 +274,38 @@ def _positive_int(text: str) -> int:
 
 
 def _run_rounds(
-    specs: list[ServerSpec], n_rounds: int, measure_inprocess: Callable[[], dict[str, Any]], **kwargs: Any
+    specs: list[ServerSpec],
+    n_rounds: int,
+    measure_inprocess: Callable[[], dict[str, Any]],
+    run_server: Callable[..., dict[str, Any]] = _run_server,
+    **kwargs: Any,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Every spec once per round, in spec order; each server's results merged over rounds.
 
     Round after round rather than server after server, so each server's
     measurements are spread over the whole run and meet the machine's slow
     and fast stretches alike. The in-process baselines are timed in every
-    round just before the first server with batch scenarios (ours), the
-    figures they are divided by; they too are medians over rounds.
+    round by the first server with batch scenarios (ours), just before its
+    first batch: the figures they are divided by follow within seconds, where
+    timing them before the server's single-row loads left half a minute of the
+    machine's drift between the two sides of T3. They too are medians over
+    rounds. A round whose server failed before its batches times them after.
     """
     anchor = next((s for s in specs if any(sc.body != "row" for sc in s.scenarios)), specs[0])
     per_server: dict[str, list[dict[str, Any]]] = {spec.name: [] for spec in specs}
     inprocess_rounds: list[dict[str, Any]] = []
     for round_no in range(1, n_rounds + 1):
+
+        def baselines(round_no: int = round_no) -> None:
+            _say(f"in-process baselines (round {round_no}/{n_rounds}) ...")
+            inprocess_rounds.append({"round": round_no, **measure_inprocess()})
+
         for spec in specs:
-            if spec is anchor:
-                _say(f"in-process baselines (round {round_no}/{n_rounds}) ...")
-                inprocess_rounds.append({"round": round_no, **measure_inprocess()})
             _say(f"{spec.name} (round {round_no}/{n_rounds}): {' '.join(spec.command)}")
-            per_server[spec.name].append(_run_server(spec, round_no=round_no, **kwargs))
+            hook = baselines if spec is anchor else None
+            per_server[spec.name].append(run_server(spec, round_no=round_no, before_batches=hook, **kwargs))
+            if spec is anchor and not any(r["round"] == round_no for r in inprocess_rounds):
+                baselines()
     merged = {name: rounds.merge_server(entries) for name, entries in per_server.items()}
     return merged, rounds.merge_inprocess(inprocess_rounds)
 

@@ -241,3 +241,45 @@ def test_inprocess_baselines_are_medians_over_rounds_and_feed_t3() -> None:
     (_, floor, _) = targets.evaluate({"servers": {"ours-waitress": batch}, "inprocess": merged}, tuple(t3))
     assert floor["round_ratios"] == [pytest.approx(0.45), pytest.approx(0.9 / 1.4), pytest.approx(0.5)]
     assert floor["rounds_met"] == 2
+
+
+def test_inprocess_baselines_are_timed_by_ours_just_before_its_first_batch_each_round() -> None:
+    """The floor T3 divides by is timed seconds before the batches, not before the row loads."""
+    from bench import run as bench_run
+    from bench.servers import ServerSpec
+
+    events: list[tuple[Any, ...]] = []
+    specs = [
+        ServerSpec("tutorial", ("t",), bench_run.ROWS),
+        ServerSpec("ours", ("o",), (*bench_run.ROWS, *bench_run.BATCHES)),
+    ]
+
+    def run_server(spec: ServerSpec, *, round_no: int, before_batches: Any, **kwargs: Any) -> dict[str, Any]:
+        """A server that honours the hook, except ours in round 2, which fails before its batches."""
+        if spec.name == "ours" and round_no == 2:
+            events.append((round_no, spec.name, "failed"))
+            return {"round": round_no, "status": "failed", "reason": "x", "scenarios": {}}
+        for scenario in spec.scenarios:
+            if scenario.body != "row" and before_batches is not None:
+                before_batches()
+                before_batches = None
+            events.append((round_no, spec.name, scenario.name))
+        return {"round": round_no, "status": "ok", "scenarios": {}}
+
+    def measure() -> dict[str, Any]:
+        events.append(("baselines",))
+        return {"per_row_loop_rows_per_s": 9.0e3, "floor_rows": 10_000, "floor_rows_per_s": 1.8e6,
+                "floor_model": "m", "floor_v2_rows_per_s": 2.9e6}
+
+    merged, inproc = bench_run._run_rounds(specs, 2, measure, run_server=run_server)
+    assert events == [
+        *[(1, "tutorial", s.name) for s in bench_run.ROWS],
+        *[(1, "ours", s.name) for s in bench_run.ROWS],
+        ("baselines",),
+        *[(1, "ours", s.name) for s in bench_run.BATCHES],
+        *[(2, "tutorial", s.name) for s in bench_run.ROWS],
+        (2, "ours", "failed"),
+        ("baselines",),  # still one per round
+    ]
+    assert [r["round"] for r in inproc["rounds"]] == [1, 2]
+    assert merged["ours"]["status"] == "failed" and merged["tutorial"]["status"] == "ok"
