@@ -17,7 +17,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,15 @@ def _measured_load(
     }
 
 
+def each_scenario(scenarios: Iterable[Scenario], before_batches: Callable[[], None] | None) -> Iterator[Scenario]:
+    """``scenarios`` in order, calling ``before_batches`` (if any) once, just before the first batch."""
+    for scenario in scenarios:
+        if before_batches is not None and scenario.is_batch:
+            before_batches()
+            before_batches = None
+        yield scenario
+
+
 def _run_server(
     spec: ServerSpec,
     context: Mapping[str, object],
@@ -224,10 +233,7 @@ def _run_server(
         with running(spec, context, cwd=REPO_ROOT, base_env=env, log_path=log_path) as server:
             out["startup_s"] = server.startup_s
             _say(f"  ready in {server.startup_s:.2f} s on port {server.port}")
-            for scenario in spec.scenarios:
-                if before_batches is not None and scenario.body != "row":
-                    before_batches()
-                    before_batches = None
+            for scenario in each_scenario(spec.scenarios, before_batches):
                 body = bodies[scenario.body]
                 kwargs = {
                     "connections": scenario.connections,
@@ -253,9 +259,9 @@ def _run_server(
                 # Memory is read after the single-row loads, which every server runs, and
                 # again after ours' batch scenarios, which only ours runs: T7 compares
                 # like with like, and what a 10,000-row batch costs is reported apart.
-                if scenario.body == "row":
+                if not scenario.is_batch:
                     out["rss_mib"], out["pss_mib"] = tree_memory_mib(server.pid)
-            if any(s.body != "row" for s in spec.scenarios):
+            if any(s.is_batch for s in spec.scenarios):
                 out["rss_after_batches_mib"], out["pss_after_batches_mib"] = tree_memory_mib(server.pid)
             if "rss_mib" not in out:
                 out["rss_mib"], out["pss_mib"] = tree_memory_mib(server.pid)
@@ -291,20 +297,21 @@ def _run_rounds(
     machine's drift between the two sides of T3. They too are medians over
     rounds. A round whose server failed before its batches times them after.
     """
-    anchor = next((s for s in specs if any(sc.body != "row" for sc in s.scenarios)), specs[0])
+    anchor = next((s for s in specs if any(sc.is_batch for sc in s.scenarios)), specs[0])
     per_server: dict[str, list[dict[str, Any]]] = {spec.name: [] for spec in specs}
     inprocess_rounds: list[dict[str, Any]] = []
+
+    def baselines() -> None:
+        round_no = len(inprocess_rounds) + 1
+        _say(f"in-process baselines (round {round_no}/{n_rounds}) ...")
+        inprocess_rounds.append({"round": round_no, **measure_inprocess()})
+
     for round_no in range(1, n_rounds + 1):
-
-        def baselines(round_no: int = round_no) -> None:
-            _say(f"in-process baselines (round {round_no}/{n_rounds}) ...")
-            inprocess_rounds.append({"round": round_no, **measure_inprocess()})
-
         for spec in specs:
             _say(f"{spec.name} (round {round_no}/{n_rounds}): {' '.join(spec.command)}")
             hook = baselines if spec is anchor else None
             per_server[spec.name].append(run_server(spec, round_no=round_no, before_batches=hook, **kwargs))
-            if spec is anchor and not any(r["round"] == round_no for r in inprocess_rounds):
+            if spec is anchor and len(inprocess_rounds) < round_no:
                 baselines()
     merged = {name: rounds.merge_server(entries) for name, entries in per_server.items()}
     return merged, rounds.merge_inprocess(inprocess_rounds)

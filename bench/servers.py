@@ -33,6 +33,11 @@ class Scenario:
     connections: int
     path: str = "/predict"
 
+    @property
+    def is_batch(self) -> bool:
+        """Ours' batch loads, as opposed to the single-row loads every server runs."""
+        return self.body != "row"
+
 
 @dataclass(frozen=True)
 class ServerSpec:

@@ -143,13 +143,21 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def _value(results: Mapping[str, Any], path: Path) -> float | None:
-    node: Any = results
-    for key in path:
+def _at(node: Any, keys: Path) -> Any:
+    """What ``keys`` lead to through nested mappings; None when one is missing."""
+    for key in keys:
         if not isinstance(node, Mapping) or key not in node:
             return None
         node = node[key]
-    return float(node) if isinstance(node, int | float) else None
+    return node
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _value(results: Mapping[str, Any], path: Path) -> float | None:
+    return _number(_at(results, path))
 
 
 def _round_values(results: Mapping[str, Any], path: Path) -> dict[int, float]:
@@ -159,16 +167,12 @@ def _round_values(results: Mapping[str, Any], path: Path) -> dict[int, float]:
     the medians, so the value named ``path[-1]`` is found in the entries of
     ``path[:-1]``'s ``rounds``; results without rounds give none.
     """
-    node: Any = results
-    for key in path[:-1]:
-        node = node.get(key) if isinstance(node, Mapping) else None
-    entries = node.get("rounds") if isinstance(node, Mapping) else None
-    key = path[-1]
-    return {
-        int(entry["round"]): float(entry[key])
-        for entry in entries or ()
-        if isinstance(entry, Mapping) and "round" in entry and isinstance(entry.get(key), int | float)
-    }
+    values = {}
+    for entry in _at(results, (*path[:-1], "rounds")) or ():
+        value = _number(_at(entry, path[-1:]))
+        if value is not None and "round" in entry:  # a number found: entry is a mapping
+            values[int(entry["round"])] = value
+    return values
 
 
 def round_ratios(results: Mapping[str, Any], check: Check) -> list[float]:

@@ -98,6 +98,21 @@ def test_the_wrapper_gets_the_body_after_the_hooks_so_a_gzip_answer_stays_compre
     assert gzip.decompress(zipped.data) == plain.data
 
 
+def test_a_binary_v2_answer_goes_to_the_file_wrapper_too(client, monkeypatch):
+    """A view's own Response (V2's binary answer) is made the app's response class by Flask, so it too."""
+    rows = big_batch(2_000)["instances"]
+    outputs = [{"name": name, "parameters": {"binary_data": True}} for name in ("predict", "predict_proba")]
+    body = {"inputs": [{"name": "input-0", "shape": [2_000, 4], "datatype": "FP64", "data": rows}],
+            "outputs": outputs}
+    plain = client.post("/v2/models/iris/infer", json=body)
+    assert plain.status_code == 200 and plain.mimetype == "application/octet-stream"
+    monkeypatch.setattr(iris_service.app, "FILE_WRAPPER_MIN_SIZE", 1024)  # a 64 kB answer counts as large
+    wrappers = Wrappers()
+    wrapped = client.post("/v2/models/iris/infer", json=body, environ_overrides={"wsgi.file_wrapper": wrappers})
+    assert wrappers.files == [plain.data] and wrapped.data == plain.data
+    assert wrapped.headers["Inference-Header-Content-Length"] == plain.headers["Inference-Header-Content-Length"]
+
+
 SERVERS = {
     # Our CLI (its own waitress channel and graceful stop), waitress's own runner (the bench's
     # way, default settings) and gunicorn (its FileWrapper, iterated when there is no fileno).
