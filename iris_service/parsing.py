@@ -20,7 +20,7 @@ from flask_smorest.utils import (
     set_status_and_headers_in_response,
     unpack_tuple_response,
 )
-from marshmallow import Schema
+from marshmallow import Schema, ValidationError
 from webargs.flaskparser import FlaskParser, abort
 from werkzeug.wrappers import Response
 
@@ -45,6 +45,21 @@ class JSONParser(FlaskParser):
         if isinstance(argmap, type) and issubclass(argmap, Schema):
             argmap = argmap()
         return super().use_args(argmap, *args, **kwargs)
+
+    def parse_json_args(self, schema: Schema, req: flask.Request) -> Any:
+        """What ``parse(schema, req, location="json")`` returns or raises, without its dispatch.
+
+        webargs' ``parse`` resolves the schema, the location's loader, ``unknown`` and
+        validators on every call; for a JSON body with none of those options the
+        answer is always: load the body, ``schema.load`` it (webargs passes no
+        ``unknown`` for JSON), and report a ``ValidationError`` through webargs' own
+        error path (messages keyed by ``"json"``, the parser's error handler).
+        """
+        try:
+            return schema.load(self.pre_load(self.load_json(req, schema), schema=schema, req=req, location="json"))
+        except ValidationError as error:
+            self._on_validation_error(error, req, schema, "json", error_status_code=None, error_headers=None)
+            raise ValueError("_on_validation_error did not raise") from error
 
 
 def parse_json_body(req: flask.Request) -> Any:
@@ -72,7 +87,7 @@ class Api(flask_smorest.Api):
 
 
 class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest Blueprint: the strict JSON parser, and response decorators without extra layers.
+    """flask-smorest Blueprint: the strict JSON parser, and decorators without extra layers.
 
     flask-smorest documents each response with a decorator that also wraps the
     view: ``alt_response`` adds a layer that only calls through, ``response`` one
@@ -81,9 +96,30 @@ class Blueprint(flask_smorest.Blueprint):
     as much as the prediction. Here ``alt_response`` only documents, and
     ``response`` keeps flask-smorest's documentation and semantics (tuples,
     ``Response`` passthrough, the schema's ``dump``) in one thin layer.
+    ``arguments`` for a JSON body is one layer too, where flask-smorest and
+    webargs stack two and dispatch generically per request (~15 µs of a
+    ~155 µs ``/predict``); other locations and options keep webargs' way.
     """
 
     ARGUMENTS_PARSER = JSONParser()
+
+    def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[Any], Any]:
+        document = super().arguments(schema, location=location, **kwargs)
+        # Options for webargs (unknown, validate, as_kwargs, error_status_code, ...) take its way.
+        use_args_options = set(kwargs) - {"content_type", "required", "description", "example", "examples"}
+        parser = self.ARGUMENTS_PARSER
+        if location != "json" or use_args_options or not isinstance(parser, JSONParser):
+            return document
+        instance = resolve_schema_instance(schema)
+
+        def decorator(func: Any) -> Any:
+            def layer(*args: Any, **view_kwargs: Any) -> Any:
+                # As webargs does: the parsed body goes after the other positional arguments.
+                return func(*args, parser.parse_json_args(instance, flask.request._get_current_object()), **view_kwargs)
+
+            return _documented_layer(document, func, layer)
+
+        return decorator
 
     def alt_response(self, status_code: Any, response: Any = None, **kwargs: Any) -> Callable[[Any], Any]:
         document = super().alt_response(status_code, response, **kwargs)
@@ -104,12 +140,7 @@ class Blueprint(flask_smorest.Blueprint):
         status = int(status_code)
 
         def decorator(func: Any) -> Any:
-            documented = document(func)
-            if inspect.iscoroutinefunction(func):
-                return documented
-
-            @wraps(func)
-            def wrapper(*args: Any, **view_kwargs: Any) -> Response:
+            def layer(*args: Any, **view_kwargs: Any) -> Response:
                 result = func(*args, **view_kwargs)
                 headers = None
                 if type(result) is tuple:
@@ -125,10 +156,22 @@ class Blueprint(flask_smorest.Blueprint):
                     set_status_and_headers_in_response(answer, status_override, headers)
                 return answer
 
-            wrapper._apidoc = documented._apidoc  # type: ignore[attr-defined]
-            return wrapper
+            return _documented_layer(document, func, layer)
 
         return decorator
+
+
+def _documented_layer(document: Callable[[Any], Any], func: Any, layer: Callable[..., Any]) -> Any:
+    """``layer`` as the view, wrapping ``func``, with the OpenAPI info flask-smorest's ``document`` made.
+
+    Coroutine views keep flask-smorest's own layers, which know how to await them.
+    """
+    documented = document(func)
+    if inspect.iscoroutinefunction(func):
+        return documented
+    wrapper = wraps(func)(layer)
+    wrapper._apidoc = documented._apidoc  # type: ignore[attr-defined]
+    return wrapper
 
 
 __all__ = ["Api", "Blueprint", "JSONParser", "abort", "parse_json_body"]
