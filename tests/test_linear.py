@@ -128,6 +128,21 @@ def test_batch_bytes_are_those_of_the_row_objects(iris_artifact: Path, dtype: ty
     assert orjson.dumps(answer) == orjson.dumps(expected)
 
 
+@pytest.mark.parametrize("classes", [1, 2, 3, 5])
+@pytest.mark.parametrize("rows", [1, 2, 64, 257])
+def test_spliced_rows_are_the_row_objects_for_any_class_count(classes: int, rows: int) -> None:
+    """Every splice point: the first and last row, one row, one class (a number that is both)."""
+    names = tuple(f"class {i}" for i in range(classes))
+    proba = np.random.default_rng(rows * 10 + classes).dirichlet([0.5] * classes, size=rows)
+    proba[0, 0] = 5e-324 if classes > 1 else 1.0
+    predicted = proba.argmax(axis=1)
+    expected = [
+        {"prediction": int(c), "label": names[c], "probabilities": dict(zip(names, p, strict=True))}
+        for c, p in zip(predicted, proba.tolist(), strict=True)
+    ]
+    assert orjson.dumps(native.rows_fragment(predicted, proba, names)) == orjson.dumps(expected)
+
+
 def test_one_row_path_matches_scikit_learn_row_by_row(iris_artifact: Path, tmp_path: Path) -> None:
     binary = IRIS_Y < 2
     two_classes = LogisticRegression(max_iter=500).fit(IRIS_X[binary], IRIS_Y[binary])

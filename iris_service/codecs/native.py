@@ -65,23 +65,26 @@ def rows_fragment(
     collector) on a 10,000-row batch. orjson writes a float64 array's numbers
     exactly as it writes the same Python floats, so the numbers are serialised
     in one call and spliced between constant per-class pieces with list slices.
+    A row's closing ``}},`` and the next row's head are one piece, and the dump's
+    own brackets are trimmed from its first and last number rather than copied off.
     """
     n, k = probabilities.shape
     numbers = orjson.dumps(
         np.ascontiguousarray(probabilities, dtype=np.float64).ravel(), option=orjson.OPT_SERIALIZE_NUMPY
-    )[1:-1].split(b",")
+    ).split(b",")
     keys = [orjson.dumps(name) + b":" for name in names]
     heads = [
-        orjson.dumps({"prediction": c, "label": name})[:-1] + b',"probabilities":{' + keys[0]
+        b"}},{" + orjson.dumps({"prediction": c, "label": name})[1:-1] + b',"probabilities":{' + keys[0]
         for c, name in enumerate(names)
     ]
-    step = 2 * k + 1
+    step = 2 * k
     parts: list[bytes] = [b""] * (n * step)
     parts[0::step] = [heads[c] for c in classes.tolist()]
     for j in range(k):
         parts[1 + 2 * j :: step] = numbers[j::k]
         if j + 1 < k:
             parts[2 + 2 * j :: step] = [b"," + keys[j + 1]] * n
-    parts[step - 1 :: step] = [b"}},"] * n
-    parts[-1] = b"}}"
-    return orjson.Fragment(b"[" + b"".join(parts) + b"]")
+    parts[0] = b"[{" + parts[0][4:]  # no row before the first
+    parts[1] = parts[1][1:]  # the dump's "["
+    parts[-1] = parts[-1][:-1] + b"}}]"  # the dump's "]"
+    return orjson.Fragment(b"".join(parts))
