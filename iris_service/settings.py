@@ -1,4 +1,4 @@
-"""Configuration classes and the one place that reads the environment.
+"""Configuration classes, checked once at start; the one place that reads the environment.
 
 Load order, later wins: the class for the environment, ``instance/config.py``,
 ``IRIS_SERVICE_*`` environment variables, then the mapping given to ``create_app``.
@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
-from flask.helpers import get_debug_flag
+from .errors import ConfigError
+
+__all__ = ["CONFIGS", "Config", "ConfigError", "load_settings"]
 
 ENV_PREFIX = "IRIS_SERVICE"
 ENV_VAR = f"{ENV_PREFIX}_ENV"
@@ -48,7 +49,7 @@ class Config:
     DEFAULT_MODEL: str | None = None
     PICKLE_ALLOWED = True
     ALLOW_VERSION_MISMATCH = False
-    SKOPS_TRUSTED_TYPES: list[str] = []  # trusted beyond skops_format.TRUSTED_TYPES
+    SKOPS_TRUSTED_TYPES: list[str] = []  # trusted beyond artifacts/skops.TRUSTED_TYPES
     MAX_BATCH_SIZE = 10_000
     # "reject": values outside the manifest's training min/max answer 422 (V1/V2/MLflow 400)
     # instead of an extrapolated prediction; the margin widens each range by a fraction of it.
@@ -70,7 +71,7 @@ class Config:
     TRACING_ENABLED = False
     UI_ENABLED = False
     BATCHING: dict[str, Any] | str = "off"
-    # The collector's thresholds once the models are loaded (extensions.settle_heap);
+    # The collector's thresholds once the models are loaded (cli/process.settle_heap);
     # null keeps Python's (700, 10, 10). Not applied when testing.
     GC_THRESHOLD: tuple[int, int, int] | None = (50_000, 20, 20)
     CORS_ORIGINS: list[str] = []
@@ -82,7 +83,7 @@ class Config:
     OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "/docs"
     # Swagger UI's assets come from the swagger-ui-bundle wheel and are served by
-    # blueprints/docs.py, so /docs works on a machine with no internet access.
+    # rest/blueprints/docs.py, so /docs works on a machine with no internet access.
     OPENAPI_SWAGGER_UI_URL = "/docs/assets/"
 
 
@@ -115,10 +116,6 @@ CONFIGS: dict[str, type[Config]] = {
 }
 
 
-class ConfigError(RuntimeError):
-    """The configuration cannot produce a working service; startup stops."""
-
-
 def resolve_config_class(config: str | type | Mapping[str, Any] | None) -> type[Config]:
     """Pick the class from a name, a class, or the ``IRIS_SERVICE_ENV`` variable.
 
@@ -141,30 +138,116 @@ def resolve_config_class(config: str | type | Mapping[str, Any] | None) -> type[
         ) from None
 
 
-def load_config(app: Flask, config: str | type | Mapping[str, Any] | None) -> None:
-    """Fill ``app.config`` in the documented order, then enforce invariants."""
+#: Settings read from the environment as text, never as JSON: lists are comma-separated,
+#: and a key or token such as ``0``, ``null`` or ``123`` stays the string it is.
+STRING_SETTINGS = frozenset({"ADMIN_TOKEN"})
+LIST_SETTINGS = frozenset({"API_KEYS", "CORS_ORIGINS", "SKOPS_TRUSTED_TYPES"})
+
+
+def load_settings(config: str | type | Mapping[str, Any] | None, instance: Path | None = None) -> dict[str, Any]:
+    """The settings in the documented order, checked: class, ``instance/config.py``, environment, mapping.
+
+    No web framework here: the REST factory copies the result into ``app.config``,
+    and a front-end without Flask can build its data plane from the same dict.
+    """
     cls = resolve_config_class(config)
-    app.config.from_object(cls)
-    app.config.from_pyfile("config.py", silent=True)
-    app.config.from_prefixed_env(ENV_PREFIX, loads=_loads_env)
+    instance = instance or instance_path()
+    settings = _upper(vars_of(cls))
+    settings.update(_from_pyfile(instance / "config.py"))
+    settings.update(_from_environment(os.environ))
     if isinstance(config, Mapping):
-        app.config.update(config)
-    if app.config.get("ENV_NAME") == "development" and not _model_configured(app.config):
-        app.config["MODEL_PATH"] = str(default_model_path(Path(app.instance_path)))
-    _check_input_ranges(app.config)
-    _check_gc_threshold(app.config)
-    if cls is ProductionConfig or app.config.get("ENV_NAME") == "production":
+        settings.update(config)
+    if settings.get("ENV_NAME") == "development" and not model_configured(settings):
+        settings["MODEL_PATH"] = str(default_model_path(instance))
+    check_settings(settings)
+    if cls is ProductionConfig or settings.get("ENV_NAME") == "production":
         # Whatever instance files or variables say, the debugger never runs here.
-        app.config["DEBUG"] = False
-        app.debug = False
-        if get_debug_flag():
+        settings["DEBUG"] = False
+        if _truthy(os.environ.get("FLASK_DEBUG", "")):
             # `flask run` would wrap the app in the Werkzeug debugger (a remote shell).
             raise ConfigError("FLASK_DEBUG is set: production never runs with the debugger.")
-        if not _model_configured(app.config):
+        if not model_configured(settings):
             raise ConfigError(
                 "Production needs a model: set IRIS_SERVICE_MODEL_PATH to a trained "
                 "artifact (for example: iris-service train --out models/iris/model.joblib)."
             )
+    return settings
+
+
+def vars_of(cls: type) -> dict[str, Any]:
+    """A config class's settings, inherited ones included (what ``from_object`` reads)."""
+    return {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
+
+
+def _upper(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k.isupper()}
+
+
+def _from_pyfile(path: Path) -> dict[str, Any]:
+    """The upper-case names ``instance/config.py`` defines; nothing when there is no such file."""
+    try:
+        source = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc.strerror or exc}") from None
+    namespace: dict[str, Any] = {"__file__": str(path)}
+    try:
+        exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - the operator's own config file
+    except Exception as exc:  # noqa: BLE001 - one line naming the file, not a traceback
+        raise ConfigError(f"{path} failed to run: {type(exc).__name__}: {exc}") from None
+    return _upper(namespace)
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``IRIS_SERVICE_<KEY>`` variables: JSON where it parses, text for secrets and lists."""
+    prefix = f"{ENV_PREFIX}_"
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(prefix) or name in (ENV_VAR, INSTANCE_PATH_VAR):
+            continue
+        key = name[len(prefix):]
+        if key in STRING_SETTINGS:
+            out[key] = value
+        elif key in LIST_SETTINGS:
+            out[key] = [part.strip() for part in value.split(",") if part.strip()]
+        else:
+            out[key] = _loads_env(value)
+    return out
+
+
+def _truthy(value: str) -> bool:
+    return bool(value) and value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def model_configured(config: Mapping[str, Any]) -> bool:
+    return bool(config.get("MODEL_PATH") or config.get("MODELS") or config.get("MODEL_DIR"))
+
+
+#: Setting -> (kind, low, high): checked at start so a typo stops the service with one line.
+_NUMBERS: dict[str, tuple[type, float, float]] = {
+    "MAX_BATCH_SIZE": (int, 1, 10**9),
+    "MAX_CONTENT_LENGTH": (int, 1, 2**40),
+    "COMPRESS_MIN_SIZE": (int, 0, 2**40),
+    "COMPRESS_LEVEL": (int, 0, 9),
+}
+_BOOLEANS = ("PICKLE_ALLOWED", "ALLOW_VERSION_MISMATCH", "API_KEYS_PROTECT_PROBES", "API_KEYS_PROTECT_DOCS",
+             "COMPRESS_RESPONSES", "METRICS_ENABLED", "TRACING_ENABLED", "UI_ENABLED")
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    """Refuse a setting of the wrong type or range at start, naming it; normalise the rest."""
+    for key, (kind, low, high) in _NUMBERS.items():
+        value = settings.get(key)
+        if value is None and key == "MAX_CONTENT_LENGTH":
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+            raise ConfigError(f"{key} must be a whole number from {low} to {high:g}, not {value!r}.")
+    for key in _BOOLEANS:
+        if key in settings and not isinstance(settings[key], bool):
+            raise ConfigError(f"{key} must be true or false, not {settings[key]!r}.")
+    _check_input_ranges(settings)
+    _check_gc_threshold(settings)
 
 
 def _check_input_ranges(config: dict[str, Any]) -> None:
@@ -193,15 +276,13 @@ def _check_gc_threshold(config: dict[str, Any]) -> None:
     config["GC_THRESHOLD"] = tuple(value)
 
 
-def _model_configured(config: Mapping[str, Any]) -> bool:
-    return bool(config.get("MODEL_PATH") or config.get("MODELS") or config.get("MODEL_DIR"))
 
 
 def _loads_env(value: str) -> Any:
     """Parse ``IRIS_SERVICE_*`` values as JSON when they parse, else keep the string.
 
-    So ``true``, ``5000`` and ``{"a": 1}`` get their types; list-valued settings
-    such as ``API_KEYS`` also accept ``key1,key2`` and split it where they are read.
+    So ``true``, ``5000`` and ``{"a": 1}`` get their types; secrets and lists never
+    come here (``STRING_SETTINGS``, ``LIST_SETTINGS``).
     """
     import json
 

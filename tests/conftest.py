@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-import training
-from iris_service import create_app
+from iris_service import create_app, training
 
 #: Known rows of the Iris data set (rows 0, 50 and 100) and their classes.
 KNOWN_ROWS = [
@@ -187,12 +186,16 @@ class RequestLogLines(logging.Handler):
 @pytest.fixture
 def log() -> Iterator[RequestLogLines]:
     """Capture the request log lines of the apps a test builds."""
-    from iris_service.request_log import LOGGER_NAME
+    from iris_service.rest.middleware.request_log import LOGGER_NAME
 
     handler = RequestLogLines()
     logger = logging.getLogger(LOGGER_NAME)
+    # The logger's level is the process's (a server's entry point sets it); the test sets its own.
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
     try:
         yield handler
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -10,8 +10,9 @@ import pytest
 from conftest import KNOWN_ROWS, create_app_for_test
 
 from iris_service import create_app
-from iris_service.config import ConfigError
-from iris_service.request_log import flush as flush_request_log
+from iris_service.cli.log_writer import configure_request_log
+from iris_service.cli.log_writer import flush as flush_request_log
+from iris_service.settings import ConfigError
 
 ROW = KNOWN_ROWS[0][0]
 KEYS = ["key-one-0123456789", "key-two-abcdefghij"]
@@ -156,6 +157,7 @@ def test_admin_routes_need_the_admin_token_not_an_api_key(iris_artifact, tmp_pat
 
 
 def test_keys_never_appear_in_logs_or_answers(iris_artifact, tmp_path, monkeypatch, caplog, capsys):
+    configure_request_log("INFO")  # what a server's entry point does: lines to stderr
     client = make_app(iris_artifact, tmp_path, monkeypatch, API_KEYS=KEYS, LOG_FORMAT="json").test_client()
     caplog.set_level(logging.DEBUG)
     wrong = "wrong-key-that-must-not-be-logged"
@@ -361,7 +363,7 @@ def test_production_needs_no_secret_key(production):
 
 def test_model_error_in_production_is_500_json_with_request_id_and_no_internals(production, monkeypatch, caplog):
     app = production()
-    model = app.extensions["iris_service"].get()
+    model = app.extensions["iris_service"].dataplane.model()
 
     def broken(x):
         raise RuntimeError("secret internal detail at /srv/models/iris.joblib")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from iris_service.app import IrisFlask
+from iris_service.rest.app import IrisFlask
 
 
 def test_async_views_still_run_and_sync_ones_are_passed_through():

@@ -12,13 +12,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from iris_service.batching import (
-    CallCosts,
-    MicroBatcher,
-    measure_call_costs,
-    should_batch,
-    split_prediction,
-)
+from iris_service.runtime.batch_policy import CallCosts, measure_call_costs, should_batch
+from iris_service.runtime.batching import MicroBatcher, split_prediction
 
 try:
     from iris_service.runtime import Prediction

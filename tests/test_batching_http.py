@@ -11,14 +11,14 @@ import requests
 from conftest import KNOWN_ROWS, ROOT, create_app_for_test, free_port, run_server
 from sklearn.datasets import load_iris
 
-from iris_service.batching import BatchedModel
-from iris_service.config import ConfigError
+from iris_service.runtime.batching import BatchedModel
+from iris_service.settings import ConfigError
 
 ROWS = np.resize(load_iris(return_X_y=True)[0], (96, 4)).tolist()
 
 
 def _registry(app):
-    return app.extensions["iris_service"]
+    return app.extensions["iris_service"].dataplane
 
 
 def _answers(post, rows: list[list[float]]) -> list[dict]:
@@ -51,7 +51,7 @@ def unbatched_answers(forest_config: dict[str, object]) -> list[dict]:
 )
 def test_batching_setting_decides_the_served_model(iris_artifact: Path, setting, batched: bool) -> None:
     app = create_app_for_test({"MODEL_PATH": str(iris_artifact), "BATCHING": setting})
-    model = _registry(app).get()
+    model = _registry(app).model()
     assert isinstance(model, BatchedModel) is batched
     assert (model.name, model.version, model.class_names) == ("iris", "1", ("setosa", "versicolor", "virginica"))
 
@@ -59,12 +59,12 @@ def test_batching_setting_decides_the_served_model(iris_artifact: Path, setting,
 def test_batching_from_the_environment(iris_artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IRIS_SERVICE_BATCHING", "on")
     app = create_app_for_test({"MODEL_PATH": str(iris_artifact)})
-    assert isinstance(_registry(app).get(), BatchedModel)
+    assert isinstance(_registry(app).model(), BatchedModel)
 
 
 def test_auto_leaves_a_cheap_model_unbatched(iris_artifact: Path) -> None:
     app = create_app_for_test({"MODEL_PATH": str(iris_artifact), "BATCHING": "auto"})
-    assert not isinstance(_registry(app).get(), BatchedModel)
+    assert not isinstance(_registry(app).model(), BatchedModel)
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_concurrent_requests_get_the_answers_of_no_batching(
 
 def test_a_bad_request_never_reaches_the_batcher(iris_artifact: Path) -> None:
     app = create_app_for_test({"MODEL_PATH": str(iris_artifact), "BATCHING": "on"})
-    model = _registry(app).get()
+    model = _registry(app).model()
     calls: list[int] = []
     inner = model.batcher._predict
 
@@ -120,15 +120,15 @@ def test_a_bad_request_never_reaches_the_batcher(iris_artifact: Path) -> None:
 def test_reload_swaps_the_batcher_and_closes_the_old_one(iris_artifact: Path) -> None:
     app = create_app_for_test({"MODEL_PATH": str(iris_artifact), "BATCHING": "on"})
     registry = _registry(app)
-    old = registry.get()
+    old = registry.model()
     registry.load("iris")
-    new = registry.get()
+    new = registry.model()
     assert isinstance(new, BatchedModel) and new is not old
     assert old.batcher.closed and not new.batcher.closed
     # A request that took the old model before the swap is still answered by it.
     x = np.array([KNOWN_ROWS[1][0]])
     assert old.predict(x).classes.tolist() == [KNOWN_ROWS[1][1]]
-    app.extensions["iris_batchers"].close()
+    app.extensions["iris_service"].dataplane.close()
     assert new.batcher.closed
 
 

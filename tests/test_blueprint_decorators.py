@@ -15,8 +15,8 @@ from flask import Flask, Response
 from flask.views import MethodView
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validates_schema
 
-from iris_service.errors import register_error_handlers
-from iris_service.parsing import Blueprint, JSONParser
+from iris_service.rest.blueprint import Blueprint, JSONParser
+from iris_service.rest.errors import register_error_handlers
 
 
 class Renamed(Schema):

@@ -6,7 +6,7 @@ import orjson
 from flask import Flask
 
 from iris_service import ModelStore
-from iris_service.blueprints import health, predictions, v2
+from iris_service.rest.blueprints import health, predictions, v2
 
 
 def host_app(artifact, *blueprints) -> Flask:
@@ -62,3 +62,50 @@ def test_large_answers_do_not_depend_on_the_host_apps_json_provider(iris_artifac
     header = orjson.loads(infer.get_data()[:length])
     assert header["outputs"][0]["shape"] == [100, 3] and len(header["outputs"][0]["data"]) == 300
     assert infer.get_data()[length:] == bytes(np.array([0, 2] * 50, dtype="<i8"))
+
+
+def _process_state() -> dict[str, object]:
+    """What a library must not change in its host's process: GC, loggers, threads, exit hooks."""
+    import atexit
+    import gc
+    import logging
+    import threading
+
+    loggers = {
+        name: (logger.level, tuple(logger.handlers), logger.propagate)
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    return {
+        "gc_threshold": gc.get_threshold(),
+        "gc_frozen": gc.get_freeze_count(),
+        "root": (logging.root.level, tuple(logging.root.handlers)),
+        "loggers": loggers,
+        "threads": sorted(t.name for t in threading.enumerate()),
+        "atexit": atexit._ncallbacks(),
+    }
+
+
+def test_mounting_our_blueprints_leaves_the_host_process_alone(iris_artifact, monkeypatch):
+    """GC thresholds, frozen objects, logger levels and handlers, threads and exit hooks are the host's."""
+    import logging
+
+    from iris_service.rest.middleware.request_log import LOGGER_NAME
+
+    monkeypatch.setenv("IRIS_SERVICE_GC_THRESHOLD", "[1000, 5, 5]")
+    logging.getLogger(LOGGER_NAME)  # exists before, so its level and handlers are compared
+    before = _process_state()
+    client = host_app(iris_artifact, predictions, health, v2).test_client()
+    assert client.post("/ml/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}).get_json()["prediction"] == 0
+    assert client.get("/ml/health").status_code == 200
+    assert _process_state() == before
+
+
+def test_the_full_app_leaves_the_process_alone_too(iris_artifact):
+    """create_app itself has no process-wide effect; the servers' entry points do (cli/process.py)."""
+    from iris_service import create_app
+
+    before = _process_state()
+    app = create_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact)})
+    assert app.test_client().post("/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}).status_code == 200
+    assert _process_state() == before

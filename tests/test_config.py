@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from iris_service import create_app
-from iris_service.config import ConfigError, DevelopmentConfig, ProductionConfig, TestingConfig
+from iris_service.settings import ConfigError, DevelopmentConfig, ProductionConfig, TestingConfig
 
 
 @pytest.fixture
@@ -111,19 +111,25 @@ def test_each_environment_points_at_its_own_artifact(instance, iris_artifact, mo
     assert TestingConfig.MODEL_PATH is None  # fixtures always supply their own artifact
 
 
-def test_gc_threshold_is_applied_outside_testing(instance, iris_artifact):
+def test_gc_threshold_is_applied_by_the_server_entry_point_only(instance, iris_artifact):
+    """The app as servers run it (serve, wsgi.py, waitress-serve --call) tunes the collector; create_app never."""
+    from iris_service.cli.wsgi import create_app as served_app
+
+    gc.set_threshold(700, 10, 10)
     create_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact)})
+    assert gc.get_threshold() == (700, 10, 10)
+    served_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact)})
     assert gc.get_threshold() == ProductionConfig.GC_THRESHOLD == (50_000, 20, 20)
     gc.set_threshold(700, 10, 10)
-    create_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact), "GC_THRESHOLD": None})
+    served_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact), "GC_THRESHOLD": None})
     assert gc.get_threshold() == (700, 10, 10)
-    create_app({"TESTING": True, "MODEL_PATH": str(iris_artifact), "GC_THRESHOLD": [1234, 5, 6]})
-    assert gc.get_threshold() == (700, 10, 10)  # a test process keeps Python's collector
 
 
 def test_gc_threshold_from_the_environment(instance, iris_artifact, monkeypatch):
     monkeypatch.setenv("IRIS_SERVICE_GC_THRESHOLD", "[20000, 15]")
-    app = create_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact)})
+    from iris_service.cli.wsgi import create_app as served_app
+
+    app = served_app({"ENV_NAME": "production", "MODEL_PATH": str(iris_artifact)})
     assert app.config["GC_THRESHOLD"] == (20000, 15)
     assert gc.get_threshold()[:2] == (20000, 15)
 
@@ -142,8 +148,10 @@ def test_a_host_app_using_only_our_model_store_keeps_its_gc_thresholds(iris_arti
     gc.set_threshold(700, 10, 10)
     host = Flask("host_app")
     host.config["MODEL_PATH"] = str(iris_artifact)
+    host.config["GC_THRESHOLD"] = (30_000, 10, 10)
     ModelStore().init_app(host)
-    assert gc.get_threshold() == (700, 10, 10)
-    host.config["GC_THRESHOLD"] = (30_000, 10, 10)  # opting in is the host's choice
-    ModelStore().init_app(host)
+    assert gc.get_threshold() == (700, 10, 10)  # even when set: the collector is the host process's
+    from iris_service.cli.process import settle_heap
+
+    settle_heap(host.config["GC_THRESHOLD"])  # opting in is the host's own call
     assert gc.get_threshold() == (30_000, 10, 10)

@@ -9,8 +9,8 @@ import pytest
 from conftest import FEATURES
 
 from iris_service.artifacts import load_verified
-from iris_service.batch import BatchInputError
-from iris_service.filescoring import score_file, score_file_dask
+from iris_service.offline.files import score_file, score_file_dask
+from iris_service.offline.frame import BatchInputError
 from iris_service.runtime import from_artifact
 
 pytest.importorskip("distributed")

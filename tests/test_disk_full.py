@@ -6,8 +6,8 @@ import os
 
 from click.testing import CliRunner
 
-import training
-from iris_service import artifacts
+from iris_service import training
+from iris_service.artifacts import files as artifacts
 from iris_service.artifacts import load_verified, manifest_path
 from iris_service.cli import main
 

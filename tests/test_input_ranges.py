@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import FEATURES, KNOWN_ROWS, create_app_for_test
 
-from iris_service.config import ConfigError
+from iris_service.settings import ConfigError
 
 ROW = KNOWN_ROWS[0][0]  # setosa: [5.1, 3.5, 1.4, 0.2]
 FAR = [5.1, 3.5, 500, 0.2]  # petal_length far above 6.9
@@ -178,10 +178,13 @@ def test_margin_widens_each_range_by_a_fraction_of_it(iris_artifact, tmp_path, m
     ]}}}
 
 
-def test_changing_the_margin_takes_effect_on_the_next_request(client):
+def test_the_margin_is_read_once_at_start(client, app_config):
+    """Settings are checked and handed to the data plane at start; a later edit of app.config changes nothing."""
     assert client.post("/predict", json={"features": [5.1, 3.5, 7.4, 0.2]}).status_code == 422
     client.application.config["INPUT_RANGE_MARGIN"] = 0.1
-    assert client.post("/predict", json={"features": [5.1, 3.5, 7.4, 0.2]}).status_code == 200
+    assert client.post("/predict", json={"features": [5.1, 3.5, 7.4, 0.2]}).status_code == 422
+    wider = create_app_for_test({**app_config, "INPUT_RANGE_MARGIN": 0.1}).test_client()
+    assert wider.post("/predict", json={"features": [5.1, 3.5, 7.4, 0.2]}).status_code == 200
 
 
 @pytest.fixture

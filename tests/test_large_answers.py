@@ -18,8 +18,8 @@ import requests
 from conftest import ROOT, free_port, run_server, serve_args, server_env
 from werkzeug.wsgi import FileWrapper
 
-import iris_service.app
-from iris_service.app import FILE_WRAPPER_MIN_SIZE, IrisResponse
+import iris_service.rest.app
+from iris_service.rest.app import FILE_WRAPPER_MIN_SIZE, IrisResponse
 
 
 def big_batch(rows: int = 10_000) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def test_the_wrapper_gets_the_body_after_the_hooks_so_a_gzip_answer_stays_compre
     """Compression runs in an after_request hook; the file wrapper is chosen after all of them."""
     batch = big_batch(2_000)
     plain = client.post("/predict", json=batch)
-    monkeypatch.setattr(iris_service.app, "FILE_WRAPPER_MIN_SIZE", 1024)
+    monkeypatch.setattr(iris_service.rest.app, "FILE_WRAPPER_MIN_SIZE", 1024)
     wrappers = Wrappers()
     zipped = client.post("/predict", json=batch, headers={"Accept-Encoding": "gzip"},
                          environ_overrides={"wsgi.file_wrapper": wrappers})
@@ -106,7 +106,7 @@ def test_a_binary_v2_answer_goes_to_the_file_wrapper_too(client, monkeypatch):
             "outputs": outputs}
     plain = client.post("/v2/models/iris/infer", json=body)
     assert plain.status_code == 200 and plain.mimetype == "application/octet-stream"
-    monkeypatch.setattr(iris_service.app, "FILE_WRAPPER_MIN_SIZE", 1024)  # a 64 kB answer counts as large
+    monkeypatch.setattr(iris_service.rest.app, "FILE_WRAPPER_MIN_SIZE", 1024)  # a 64 kB answer counts as large
     wrappers = Wrappers()
     wrapped = client.post("/v2/models/iris/infer", json=body, environ_overrides={"wsgi.file_wrapper": wrappers})
     assert wrappers.files == [plain.data] and wrapped.data == plain.data

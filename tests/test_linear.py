@@ -11,11 +11,10 @@ from conftest import FEATURES, KNOWN_ROWS
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from iris_service import linear
 from iris_service.artifacts import describe_estimator, dump_joblib, load_verified, write_artifact
-from iris_service.codecs import Decoded, native
-from iris_service.linear import LinearModel, accelerate, check_sample
-from iris_service.runtime import Prediction, SklearnModel, from_artifact
+from iris_service.protocols import Decoded, native
+from iris_service.runtime import Prediction, SklearnModel, from_artifact, linear
+from iris_service.runtime.linear import LinearModel, accelerate, check_sample
 
 IRIS_X, IRIS_Y = load_iris(return_X_y=True)
 
@@ -65,7 +64,7 @@ def test_a_disagreeing_numpy_path_falls_back_to_scikit_learn(
     iris_artifact: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(linear, "TOLERANCE", -1.0)  # no path can be this exact
-    with caplog.at_level(logging.WARNING, logger="iris_service.linear"):
+    with caplog.at_level(logging.WARNING, logger="iris_service.runtime.linear"):
         model = from_artifact(load_verified(iris_artifact))
     assert type(model) is SklearnModel
     assert "keeps scikit-learn" in caplog.text
@@ -182,7 +181,7 @@ def test_a_disagreeing_one_row_path_falls_back_to_scikit_learn(
         return Prediction(classes=answer.classes, probabilities=answer.probabilities + 1e-6)
 
     monkeypatch.setattr(LinearModel, "_predict_row", off_by_a_little)
-    with caplog.at_level(logging.WARNING, logger="iris_service.linear"):
+    with caplog.at_level(logging.WARNING, logger="iris_service.runtime.linear"):
         model = from_artifact(load_verified(iris_artifact))
     assert type(model) is SklearnModel
     assert "in probability on row 0" in caplog.text

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -16,14 +17,26 @@ from flask import Flask, current_app, g, request
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from iris_service.metrics import EXTENSION_KEY, UNMATCHED_ENDPOINT, Metrics, NullMetrics
+from iris_service.rest.middleware.metrics import UNMATCHED_ENDPOINT, Metrics, NullMetrics
+from iris_service.rest.state import EXTENSION_KEY, RESULT
+from iris_service.runtime import Prediction
+from iris_service.serving import InferResult
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("setosa", "versicolor", "virginica")
 
 
+def noted(name: str, version: str, classes: list[int]) -> None:
+    """What ``rest.state.infer`` notes on ``g`` after the data plane answered: the result."""
+    import numpy as np
+
+    model = SimpleNamespace(name=name, version=version, class_names=CLASSES)
+    result = InferResult(model, len(classes), Prediction(classes=np.array(classes, dtype=np.int64)), {})
+    setattr(g, RESULT, result)
+
+
 def make_app(**config: object) -> Flask:
-    """A stand-in for the core: /predict sets the ``g`` fields the way inference.run does."""
+    """A stand-in for the REST layer: /predict notes a data plane result the way ``state.infer`` does."""
     app = Flask(__name__)
     app.config.update({"TESTING": True, **config})
     Metrics().init_app(app)
@@ -31,12 +44,10 @@ def make_app(**config: object) -> Flask:
     @app.post("/predict")
     def predict() -> dict[str, object]:
         rows = request.get_json()["instances"]
-        g.model_name, g.model_version = "iris", "1"
-        g.batch_size = len(rows)
         if any(label not in range(3) for label in rows):
             return {"error": "bad row"}, 400
-        g.predicted_classes = [CLASSES[label] for label in rows]
-        return {"predictions": g.predicted_classes}
+        noted("iris", "1", rows)
+        return {"predictions": [CLASSES[label] for label in rows]}
 
     @app.get("/items/<int:item_id>")
     def item(item_id: int) -> dict[str, int]:
@@ -44,7 +55,7 @@ def make_app(**config: object) -> Flask:
 
     @app.get("/in-flight")
     def in_flight() -> dict[str, float]:
-        registry = current_app.extensions[EXTENSION_KEY].registry
+        registry = current_app.extensions[EXTENSION_KEY].metrics.registry
         return {"value": sample(generate_latest(registry).decode(), "iris_http_requests_in_flight")}
 
     @app.get("/boom")
@@ -132,19 +143,13 @@ def test_unknown_methods_share_one_label() -> None:
     assert sample(text, "iris_http_requests_total", endpoint=UNMATCHED_ENDPOINT, method="other", status="405") == 2
 
 
-def test_class_counts_fall_back_to_the_core_prediction() -> None:
-    """Without g.predicted_classes, class indices and the model's class names are counted."""
-    from types import SimpleNamespace
-
-    import numpy as np
-
+def test_class_counts_of_a_batch_come_from_the_results_class_indices() -> None:
+    """A batch's classes are counted from the prediction's class indices and the model's class names."""
     app = make_app()
 
     @app.post("/core-predict")
     def core_predict() -> dict[str, str]:
-        g.model_name, g.model_version, g.batch_size = "iris", "2", 5
-        g.prediction = SimpleNamespace(classes=np.array([2, 0, 2, 2, 0]))
-        g.model = SimpleNamespace(class_names=CLASSES)
+        noted("iris", "2", [2, 0, 2, 2, 0])
         return {}
 
     client = app.test_client()
@@ -157,7 +162,7 @@ def test_class_counts_fall_back_to_the_core_prediction() -> None:
 
 def test_model_loads_and_info() -> None:
     app = make_app()
-    metrics = app.extensions[EXTENSION_KEY]
+    metrics = app.extensions[EXTENSION_KEY].metrics
     metrics.model_loaded("iris", "1", "1.5.2", True)
     metrics.model_loaded("iris", "2", "1.5.2", False, reload=True)
     metrics.model_loaded("iris", "2", "1.5.2", True, reload=True)
@@ -188,8 +193,8 @@ def test_metrics_disabled_has_no_route_and_a_no_op_extension() -> None:
     client = app.test_client()
     assert client.post("/predict", json={"instances": [0]}).status_code == 200
     assert client.get("/metrics").status_code == 404
-    assert isinstance(app.extensions[EXTENSION_KEY], NullMetrics)
-    app.extensions[EXTENSION_KEY].model_loaded("iris", "1", "1.5.2", True)
+    assert isinstance(app.extensions[EXTENSION_KEY].metrics, NullMetrics)
+    app.extensions[EXTENSION_KEY].metrics.model_loaded("iris", "1", "1.5.2", True)
 
 
 def test_openmetrics_is_served_when_asked_for() -> None:
@@ -237,7 +242,7 @@ _WORKER = textwrap.dedent(
     if sys.argv[1] == "scrape":
         sys.stdout.write(client.get("/metrics").get_data(as_text=True))
     else:
-        app.extensions["iris_metrics"].model_loaded("iris", "1", "1.5.2", True)
+        app.extensions["iris_service"].metrics.model_loaded("iris", "1", "1.5.2", True)
         for i in range(int(sys.argv[1])):
             assert client.post("/predict", json={{"instances": [i % 3]}}).status_code == 200
     """
@@ -275,7 +280,7 @@ def test_multiprocess_mode_aggregates_every_process(tmp_path: Path) -> None:
 def test_missing_multiprocess_dir_fails_at_startup(tmp_path: Path) -> None:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "absent")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
-    code = "from flask import Flask\nfrom iris_service.metrics import Metrics\nMetrics().init_app(Flask('x'))"
+    code = "from flask import Flask\nfrom iris_service.rest.middleware.metrics import Metrics\nMetrics().init_app(Flask('x'))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "PROMETHEUS_MULTIPROC_DIR" in done.stderr and "not a directory" in done.stderr

@@ -68,7 +68,7 @@ def test_ping_and_version(client):
 
 
 def test_ping_is_503_when_the_model_is_not_loaded(app, client):
-    app.extensions["iris_service"].unload("iris")
+    app.extensions["iris_service"].dataplane.unload("iris")
     response = client.get("/ping")
     assert response.status_code == 503
     assert response.get_json()["error"] == "Model 'iris' is not loaded: unloaded."

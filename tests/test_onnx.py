@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import KNOWN_ROWS, create_app_for_test
 from sklearn.datasets import load_iris
 
-import training
+from iris_service import training
 from iris_service.artifacts import load_verified, manifest_path
 from iris_service.cli import main
 from iris_service.errors import ArtifactError

@@ -11,8 +11,8 @@ import sklearn
 from conftest import KNOWN_ROWS, RequestLogLines, create_app_for_test
 from test_metrics import sample, samples
 
-from iris_service.metrics import UNMATCHED_ENDPOINT, NullMetrics
-from iris_service.request_log import REQUEST_ID_HEADER
+from iris_service.rest.middleware.metrics import UNMATCHED_ENDPOINT, NullMetrics
+from iris_service.rest.middleware.request_log import REQUEST_ID_HEADER
 
 ADMIN_TOKEN = "admin-token-for-tests"
 SKLEARN = sklearn.__version__
@@ -117,7 +117,7 @@ def test_metrics_disabled_answers_404(iris_artifact, tmp_path, monkeypatch) -> N
     response = client.get("/metrics")
     assert response.status_code == 404
     assert response.get_json()["code"] == 404
-    assert isinstance(app.extensions["iris_metrics"], NullMetrics)
+    assert isinstance(app.extensions["iris_service"].metrics, NullMetrics)
 
 
 # --- request ids and log lines ---------------------------------------------------------------

@@ -200,7 +200,7 @@ def test_wrong_method_is_405_json_with_allow(client, method):
 
 
 def test_model_error_is_json_500_without_internals(app, client, monkeypatch, caplog):
-    model = app.extensions["iris_service"].get()
+    model = app.extensions["iris_service"].dataplane.model()
 
     def broken(x):
         raise RuntimeError("secret internal detail")

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from conftest import FEATURES, KNOWN_ROWS
 
 from iris_service.artifacts import load_verified
-from iris_service.batch import BatchInputError, score_frame
 from iris_service.cli import main
+from iris_service.offline.frame import BatchInputError, score_frame
 from iris_service.runtime import from_artifact
 
 OUTPUT_COLUMNS = ["prediction", "label", "proba_setosa", "proba_versicolor", "proba_virginica"]

@@ -185,6 +185,6 @@ def test_default_version_is_sortable_and_served_newest(tmp_path, notebook):
     models = tmp_path / "models"
     assert _register(source, "--name", "t", "--version", "9", "--model-dir", str(models), "--trust").exit_code == 0
     assert _register(source, "--name", "t", "--version", "10", "--model-dir", str(models), "--trust").exit_code == 0
-    from iris_service.registry import ModelSource
+    from iris_service.serving.registry import ModelSource
 
     assert ModelSource(name="t", model_dir=models / "t").versions() == ["9", "10"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import FEATURES, KNOWN_ROWS, create_app_for_test
 
-import training
+from iris_service import training
 from iris_service.artifacts import manifest_path
 
 

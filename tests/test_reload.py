@@ -11,7 +11,7 @@ import pytest
 import requests
 from conftest import KNOWN_ROWS, create_app_for_test, free_port, run_server, serve_args, server_env
 
-import training
+from iris_service import training
 from iris_service.artifacts import manifest_path
 
 TOKEN = "s3cret-admin-token"

@@ -7,19 +7,25 @@ import re
 import threading
 import uuid
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
+import numpy as np
 import orjson
 import pytest
 from conftest import RequestLogLines
 from flask import Flask, g, request
 
-from iris_service.request_log import LOGGER_NAME, REQUEST_ID_HEADER, RequestLog, flush, request_id
+from iris_service.cli.log_writer import configure_request_log, flush
+from iris_service.rest.middleware.request_log import LOGGER_NAME, REQUEST_ID_HEADER, RequestLog, request_id
+from iris_service.rest.state import MODEL, RESULT
+from iris_service.runtime import Prediction
+from iris_service.serving import InferResult
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def make_app(**config: object) -> Flask:
-    """A stand-in for the core: /predict sets the ``g`` fields the way inference.run does."""
+    """A stand-in for the REST layer: /predict notes the model and result the way ``state.infer`` does."""
     app = Flask(__name__)
     app.config.update({"TESTING": True, **config})
     RequestLog().init_app(app)
@@ -27,7 +33,9 @@ def make_app(**config: object) -> Flask:
     @app.post("/predict")
     def predict() -> dict[str, object]:
         rows = request.get_json()["instances"]
-        g.model_name, g.model_version, g.batch_size = "iris", "1", len(rows)
+        model = SimpleNamespace(name="iris", version="1", class_names=("setosa",))
+        setattr(g, MODEL, model)
+        setattr(g, RESULT, InferResult(model, len(rows), Prediction(classes=np.zeros(len(rows), dtype=np.int64)), {}))
         return {"predictions": ["setosa"] * len(rows), "request_id": g.request_id}
 
     @app.get("/boom")
@@ -160,10 +168,12 @@ def test_log_level_filters_lines(log: RequestLogLines) -> None:
 
 
 def test_init_app_twice_keeps_one_handler_and_each_apps_format(log: RequestLogLines) -> None:
+    configure_request_log("INFO")
     json_client = make_app().test_client()
     text_client = make_app(LOG_FORMAT="text").test_client()
+    configure_request_log("DEBUG")  # a second server start in the same process
     logger = logging.getLogger(LOGGER_NAME)
-    ours = [h for h in logger.handlers if type(h).__module__ == "iris_service.request_log"]
+    ours = [h for h in logger.handlers if type(h).__module__ == "iris_service.cli.log_writer"]
     assert len(ours) == 1
     assert logger.propagate is False
     json_client.get("/nowhere")
@@ -172,6 +182,7 @@ def test_init_app_twice_keeps_one_handler_and_each_apps_format(log: RequestLogLi
 
 
 def test_lines_reach_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_request_log("INFO")  # what the servers' entry points do
     make_app().test_client().get("/nowhere", headers={REQUEST_ID_HEADER: "to-stderr"})
     flush()  # lines are written by a background thread
     err = capsys.readouterr().err.strip().splitlines()
@@ -195,6 +206,7 @@ def test_generated_ids_are_version_4_uuids() -> None:
 
 def test_lines_from_many_threads_all_reach_stderr_once(capsys: pytest.CaptureFixture[str]) -> None:
     """The background writer loses nothing and keeps each line whole under concurrent requests."""
+    configure_request_log("INFO")
     app = make_app()
 
     def send(worker: int) -> None:

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,11 +52,19 @@ def test_curl_promise_with_iris_service_serve(live_server):
 def test_waitress_serve_call_create_app(iris_artifact, tmp_path):
     port = free_port()
     waitress_serve = Path(sys.executable).with_name("waitress-serve")
-    args = [str(waitress_serve), "--host", "127.0.0.1", "--port", str(port), "--call", "iris_service:create_app"]
+    args = [str(waitress_serve), "--host", "127.0.0.1", "--port", str(port), "--call", "iris_service.cli.wsgi:create_app"]
     env = {"IRIS_SERVICE_ENV": "production", "IRIS_SERVICE_MODEL_PATH": str(iris_artifact),
            "IRIS_SERVICE_INSTANCE_PATH": str(tmp_path)}
-    with run_server(args, env, port) as (base, _):
+    log = tmp_path / "server.log"
+    with run_server(args, env, port, output=log) as (base, _):
         assert_promise(base)
+        # The documented factory for waitress-serve is the app as servers run it: its request log reaches
+        # stderr (written by a background thread, so wait for it; waitress-serve dies on SIGTERM).
+        deadline = time.monotonic() + 10
+        while '"path":"/predict"' not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    lines = log.read_text().splitlines()
+    assert any('"path":"/predict"' in line and '"status":200' in line for line in lines), lines[-5:]
 
 
 @pytest.mark.server

@@ -10,8 +10,9 @@ import pytest
 from conftest import RequestLogLines
 from flask import Flask, g
 
-from iris_service.request_log import RequestLog
-from iris_service.tracing import EXTENSION_KEY, SPAN_FACTORY_KEY, Tracing, current_trace_id, span
+from iris_service.rest.middleware.request_log import RequestLog
+from iris_service.rest.middleware.tracing import Tracing, current_trace_id, span
+from iris_service.rest.state import EXTENSION_KEY
 
 pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed")
 pytest.importorskip("opentelemetry.instrumentation.flask", reason="the otel extra is not installed")
@@ -105,13 +106,20 @@ def test_probes_are_not_traced(provider: TracerProvider, exporter: InMemorySpanE
     assert "trace_id" not in orjson.loads(lines[0])
 
 
-def test_the_core_finds_the_span_factory(provider: TracerProvider, exporter: InMemorySpanExporter) -> None:
-    """inference.run looks up ``app.extensions["iris_tracing_span"]`` and calls it with a step name."""
+def test_the_data_plane_opens_its_steps_with_the_tracing_span_factory(
+    provider: TracerProvider, exporter: InMemorySpanExporter, iris_artifact
+) -> None:
+    """ModelStore builds the data plane with the tracing state's span factory: decode, predict, encode."""
+    from iris_service import ModelStore
+    from iris_service.rest.blueprints import predictions
+
     app = make_app(provider)
-    with app.test_request_context():
-        with app.extensions[SPAN_FACTORY_KEY]("predict"):
-            pass
-    assert [s.name for s in exporter.get_finished_spans()] == ["predict"]
+    app.config["MODEL_PATH"] = str(iris_artifact)
+    ModelStore().init_app(app)
+    app.register_blueprint(predictions.blp, url_prefix="/ml")
+    assert app.test_client().post("/ml/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}).status_code == 200
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names[:3] == ["decode", "predict", "encode"] and len(names) == 4  # and the request's own span
 
 
 def test_without_a_provider_the_log_still_gets_trace_ids(lines: list[str]) -> None:
@@ -122,7 +130,7 @@ def test_without_a_provider_the_log_still_gets_trace_ids(lines: list[str]) -> No
 
 def test_tracing_off_is_a_shared_no_op(lines: list[str]) -> None:
     app = make_app(None, TRACING_ENABLED=False)
-    assert EXTENSION_KEY not in app.extensions and SPAN_FACTORY_KEY not in app.extensions
+    assert app.extensions[EXTENSION_KEY].tracing is None
     with app.test_request_context():
         assert span("predict") is span("encode")
     assert span("outside any app") is span("predict")
@@ -136,7 +144,7 @@ def test_missing_packages_turn_tracing_off_with_a_warning(
     monkeypatch.setitem(sys.modules, "opentelemetry.instrumentation.flask", None)
     with caplog.at_level(logging.WARNING):
         app = make_app(None)
-    assert EXTENSION_KEY not in app.extensions
+    assert app.extensions[EXTENSION_KEY].tracing is None
     assert "iris-service[otel]" in caplog.text
     assert app.test_client().post("/predict", json={}).status_code == 200
     assert "trace_id" not in orjson.loads(lines[0])

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 from sklearn.datasets import load_iris
 
-import training
+from iris_service import training
 from iris_service.artifacts import load_verified, manifest_path
 from iris_service.cli import main
 

@@ -49,7 +49,7 @@ def test_predictions_match_native_predict(client):
 
 
 def test_regressor_answers_values(app, client, monkeypatch):
-    model = app.extensions["iris_service"].get("iris")
+    model = app.extensions["iris_service"].dataplane.model("iris")
     monkeypatch.setattr(model, "predict", lambda x: Prediction(values=np.full(len(x), 1.5)))
     body = client.post("/v1/models/iris:predict", json={"instances": [KNOWN_ROWS[0][0]] * 2}).get_json()
     assert body == {"predictions": [1.5, 1.5]}
@@ -62,7 +62,7 @@ def test_model_status(client):
 
 
 def test_model_status_after_unload_is_503(app, client):
-    app.extensions["iris_service"].unload("iris")
+    app.extensions["iris_service"].dataplane.unload("iris")
     response = client.get("/v1/models/iris")
     assert response.status_code == 503
     assert response.get_json()["error"] == "Model 'iris' is not loaded: unloaded."

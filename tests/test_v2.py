@@ -58,7 +58,7 @@ def test_model_ready(client):
 
 
 def test_unloaded_model_is_not_ready(app, client):
-    app.extensions["iris_service"].unload("iris")
+    app.extensions["iris_service"].dataplane.unload("iris")
     assert client.get("/v2/models/iris/ready").status_code == 503
     response = client.get("/v2/health/ready")
     assert response.status_code == 503

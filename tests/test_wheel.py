@@ -13,8 +13,10 @@ from conftest import ROOT
 SCRIPT = """
 import json, sys
 from pathlib import Path
-import iris_service, training
+import iris_service
+from iris_service import training
 assert "site-packages" in iris_service.__file__, iris_service.__file__
+assert "site-packages" in training.__file__, training.__file__
 out = Path(sys.argv[1])
 training.train(out, version="w1")
 from iris_service import create_app
@@ -39,6 +41,20 @@ def test_wheel_installs_and_predicts(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check",
                     "-w", str(dist), str(source)], check=True, timeout=300, cwd=tmp_path)
     wheel = next(dist.glob("iris_service-*.whl"))
+    # One top-level name: the training code installs as iris_service.training, never as a generic
+    # "training" that could shadow a user's own module; every layer's package is in the wheel.
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert top == {"iris_service"}
+    packages = {n.rsplit("/", 1)[0] for n in names if n.endswith("/__init__.py")}
+    layers = {f"iris_service/{p}" for p in ("artifacts", "runtime", "serving", "protocols", "protocols/v2", "rest",
+                                            "rest/blueprints", "rest/schemas", "rest/middleware", "offline", "cli",
+                                            "training")}
+    assert layers <= packages
+    assert "iris_service/rest/templates/index.html" in names and "iris_service/rest/static/ui.js" in names
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")

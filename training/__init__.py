@@ -122,13 +122,13 @@ def _write_joblib(out: Path, estimator: Any, manifest: Manifest, sample: Any) ->
 
 def _write_onnx(out: Path, estimator: Any, manifest: Manifest, sample: Any) -> Manifest:
     """Convert to ONNX and check the conversion on the training rows before writing."""
-    from iris_service.onnx_format import write_onnx
+    from iris_service.runtime.onnx import write_onnx
 
     return write_onnx(out, estimator, manifest, sample, f"{len(sample)} training rows")
 
 
 def _write_skops(out: Path, estimator: Any, manifest: Manifest, sample: Any) -> Manifest:
-    from iris_service.skops_format import dump_skops
+    from iris_service.artifacts.skops import dump_skops
 
     return write_artifact(out, dump_skops(estimator), manifest)
 

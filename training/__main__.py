@@ -1,5 +1,5 @@
 """``python -m training``: the same command as ``iris-service train``."""
-from iris_service.cli import train
+from .command import train
 
 if __name__ == "__main__":
     train(prog_name="python -m training")

@@ -1,124 +1,26 @@
-"""Artifacts on disk: the model file, its JSON manifest, and verified loading.
+"""Verified loading: nothing is unpickled before its SHA-256 matches the manifest.
 
 An artifact is a model file (joblib/pickle, ONNX or skops; one loader per
-format in ``LOADERS``) with a manifest beside it named ``<file>.json``. Loading a pickle
-runs code from the file, so nothing is unpickled before its SHA-256 matches the
-manifest, and the bytes that were hashed are the bytes that are loaded.
+format in ``LOADERS``) with a manifest beside it. Loading a pickle runs code
+from the file, so the bytes that were hashed are the bytes that are loaded.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import io
-import json
 import logging
-import os
-import platform
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .errors import ArtifactError
+from ..errors import ArtifactError
+from .files import PICKLE_FORMATS, sha256_bytes
+from .manifest import Manifest, manifest_path, read_manifest
 
-log = logging.getLogger(__name__)
-
-MANIFEST_FORMAT = 1
-PICKLE_FORMATS = frozenset({"joblib", "pickle"})
-#: File suffix -> artifact format.
-SUFFIX_FORMATS: Mapping[str, str] = MappingProxyType(
-    {".joblib": "joblib", ".pkl": "pickle", ".pickle": "pickle", ".onnx": "onnx", ".skops": "skops"}
-)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What we know about an artifact without loading it."""
-
-    name: str
-    version: str
-    artifact: str  # file name, relative to the manifest's folder
-    format: str
-    sha256: str
-    estimator: str
-    task: str  # "classification" or "regression"
-    feature_names: tuple[str, ...]
-    class_names: tuple[str, ...] | None = None
-    classes: tuple[Any, ...] | None = None  # the estimator's classes_, JSON-safe
-    input_schema: tuple[dict[str, Any], ...] = ()
-    training: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-    created_at: str = ""
-    source: str | None = None  # what produced it: "training", "register", "export-onnx"
-    manifest_format: int = MANIFEST_FORMAT
-
-    @property
-    def n_features(self) -> int:
-        return len(self.feature_names)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
-
-    def public(self) -> dict[str, Any]:
-        """The manifest as clients may see it: no file system paths."""
-        data = self.to_dict()
-        data.pop("artifact", None)
-        data["n_features"] = self.n_features
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
-        known = {f.name for f in dataclasses.fields(cls)}
-        missing = [
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
-            and f.name not in data
-        ]
-        if missing:
-            raise ValueError(f"missing keys: {', '.join(missing)}")
-        _check_types(data)
-        values = {k: v for k, v in data.items() if k in known}
-        for key in ("feature_names", "class_names", "classes", "input_schema"):
-            if values.get(key) is not None:
-                values[key] = tuple(values[key])
-        values["version"] = str(values["version"])
-        return cls(**values)
-
-
-def _check_types(data: Mapping[str, Any]) -> None:
-    """Reject manifests whose fields have the wrong JSON types.
-
-    A hand-edited manifest with ``"feature_names": "abc"`` would otherwise load
-    and serve a three-feature model; better a clear error at startup.
-    """
-    for key in ("name", "version", "artifact", "format", "sha256", "estimator", "task"):
-        value = data.get(key)
-        allowed = str | int if key == "version" else str  # "version": 2 is a natural thing to write
-        if key in data and (isinstance(value, bool) or not isinstance(value, allowed)):
-            raise ValueError(f"{key} must be a string")
-    sha = data.get("sha256")
-    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
-        raise ValueError("sha256 must be 64 lowercase hex digits")
-    names = data.get("feature_names")
-    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
-        raise ValueError("feature_names must be a non-empty list of strings")
-    if data.get("task") not in ("classification", "regression"):
-        raise ValueError("task must be 'classification' or 'regression'")
-    for key in ("class_names", "classes", "input_schema"):
-        if data.get(key) is not None and not isinstance(data[key], list):
-            raise ValueError(f"{key} must be a list")
-    for key in ("training", "metrics", "versions"):
-        if key in data and not isinstance(data[key], dict):
-            raise ValueError(f"{key} must be an object")
+log = logging.getLogger("iris_service.artifacts")
 
 
 @dataclass(frozen=True)
@@ -128,105 +30,6 @@ class Artifact:
     obj: Any
     manifest: Manifest
     path: Path
-
-
-def manifest_path(artifact_path: Path) -> Path:
-    """The manifest of ``model.joblib`` is ``model.joblib.json``."""
-    return artifact_path.with_name(artifact_path.name + ".json")
-
-
-def format_for(path: Path) -> str:
-    try:
-        return SUFFIX_FORMATS[path.suffix.lower()]
-    except KeyError:
-        raise ArtifactError(
-            f"Unknown artifact type {path.suffix!r} for {path.name}; "
-            f"use one of {', '.join(sorted(SUFFIX_FORMATS))}."
-        ) from None
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def runtime_versions() -> dict[str, str]:
-    """Library versions an artifact depends on, recorded at save time."""
-    import joblib
-    import numpy
-    import sklearn
-
-    return {
-        "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
-        "numpy": numpy.__version__,
-        "joblib": joblib.__version__,
-    }
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename into place.
-
-    A crash or a full disk leaves at most a stray temp file, never a truncated
-    artifact under the real name.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_artifact(path: Path, data: bytes, manifest: Manifest) -> Manifest:
-    """Write the model bytes, then the manifest that carries their digest.
-
-    The manifest goes last: until it exists the artifact is not loadable, and a
-    stale manifest from an earlier version never matches the new bytes.
-    """
-    manifest = dataclasses.replace(manifest, artifact=path.name, sha256=sha256_bytes(data))
-    atomic_write_bytes(path, data)
-    atomic_write_bytes(
-        manifest_path(path), json.dumps(manifest.to_dict(), indent=2, sort_keys=True).encode()
-    )
-    return manifest
-
-
-def dump_joblib(obj: Any) -> bytes:
-    import joblib
-
-    buffer = io.BytesIO()
-    joblib.dump(obj, buffer)
-    return buffer.getvalue()
-
-
-def read_manifest(artifact_path: Path) -> Manifest:
-    """Read and check the manifest beside an artifact; a clear error if it is unusable."""
-    path = manifest_path(artifact_path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(
-            f"No manifest for {artifact_path.name}: expected {path.name} beside it. "
-            "Train with 'iris-service train' or register the file with "
-            "'iris-service register PATH --name NAME --trust'."
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"Manifest {path.name} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"Manifest {path.name} must be a JSON object.")
-    try:
-        return Manifest.from_dict(data)
-    except (TypeError, ValueError) as exc:
-        raise ArtifactError(f"Manifest {path.name} is malformed: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -347,14 +150,14 @@ def _load_joblib(data: bytes, manifest: Manifest, options: LoadOptions) -> Any:
 
 
 def _load_onnx(data: bytes, manifest: Manifest, options: LoadOptions) -> Any:
-    from .onnx_format import load_session
+    from .onnx import load_session
 
     _require("onnxruntime", "onnx", manifest)  # an optional extra: say so, not ModuleNotFoundError
     return load_session(data, manifest)
 
 
 def _load_skops(data: bytes, manifest: Manifest, options: LoadOptions) -> Any:
-    from .skops_format import load_skops
+    from .skops import load_skops
 
     _require("skops", "skops", manifest)
     with version_guard(manifest, options.allow_version_mismatch):
@@ -378,72 +181,3 @@ LOADERS: Mapping[str, Callable[[bytes, Manifest, LoadOptions], Any]] = MappingPr
     "onnx": _load_onnx,
     "skops": _load_skops,
 })
-
-
-def describe_estimator(
-    estimator: Any,
-    *,
-    name: str,
-    version: str,
-    fmt: str,
-    feature_names: list[str] | None = None,
-    class_names: list[str] | None = None,
-    input_schema: list[dict[str, Any]] | None = None,
-    training: dict[str, Any] | None = None,
-    metrics: dict[str, Any] | None = None,
-    source: str = "training",
-) -> Manifest:
-    """Build a manifest from what a fitted estimator knows about itself.
-
-    ``n_features_in_``, ``feature_names_in_`` and ``classes_`` are set by every
-    fitted scikit-learn estimator (pipelines delegate them), so a model trained
-    anywhere can be described without its training code.
-    """
-    from sklearn.base import is_classifier, is_regressor
-
-    names = feature_names
-    if names is None and hasattr(estimator, "feature_names_in_"):
-        names = [str(n) for n in estimator.feature_names_in_]
-    if names is None:
-        n = getattr(estimator, "n_features_in_", None)
-        if n is None:
-            raise ArtifactError(
-                "Cannot tell how many features the model takes: it has no n_features_in_ "
-                "(is it fitted?)."
-            )
-        names = [f"x{i}" for i in range(int(n))]
-    if is_classifier(estimator):
-        task = "classification"
-        classes = [_json_scalar(c) for c in getattr(estimator, "classes_", [])]
-        if not classes:
-            raise ArtifactError("The classifier has no classes_ (is it fitted?).")
-        class_names = class_names or [str(c) for c in classes]
-    elif is_regressor(estimator) or hasattr(estimator, "predict"):
-        task = "regression"
-        classes = None
-        class_names = None
-    else:
-        raise ArtifactError(f"{type(estimator).__name__} has no predict method.")
-    schema = input_schema or [{"name": n, "min": None, "max": None} for n in names]
-    return Manifest(
-        name=name,
-        version=str(version),
-        artifact="",
-        format=fmt,
-        sha256="",
-        estimator=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-        task=task,
-        feature_names=tuple(names),
-        class_names=tuple(class_names) if class_names else None,
-        classes=tuple(classes) if classes is not None else None,
-        input_schema=tuple(schema),
-        training=training or {},
-        metrics=metrics or {},
-        versions=runtime_versions(),
-        created_at=utc_now(),
-        source=source,
-    )
-
-
-def _json_scalar(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

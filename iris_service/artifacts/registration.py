@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import Manifest, describe_estimator, format_for, write_artifact
-from .errors import ArtifactError
+from ..errors import ArtifactError
+from .files import format_for, write_artifact
+from .manifest import Manifest, describe_estimator
 
 
 def register_pickle(path: Path, *, name: str, version: str, folder: Path) -> tuple[Manifest, Path]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .artifacts import Manifest
-from .errors import ArtifactError
+from ..errors import ArtifactError
+from .manifest import Manifest
 
 #: Types loaded without asking. ``sklearn.tree._tree.Tree`` is here because we
 #: ship random forests; skops flags it since a forged node array can make

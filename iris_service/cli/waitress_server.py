@@ -24,7 +24,7 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("iris_service.cli.waitress_server")
 
 IDENT = "iris-service"
 #: Seconds the drain waits for requests in flight; below gunicorn.conf.py's

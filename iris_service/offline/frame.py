@@ -1,10 +1,11 @@
-"""``score_frame(frame, model)``: pandas in, pandas out, on the same runtime as HTTP.
+"""``score_frame(frame, model)``: pandas in, pandas out, on the same runtime and policy as HTTP.
 
 The CLI's file scoring, the Dask engine (``map_partitions``) and Spark's
 ``mapInPandas`` all call this one function; it orders the columns by the
-manifest's feature names and calls the same ``model.predict(x) -> Prediction``
-that ``inference.run`` calls, so a file and a request get the same answers.
-pandas is imported here only: the HTTP path never loads it.
+manifest's feature names, applies the data plane's range policy when given
+one (``ranges``), and calls the same ``model.predict(x) -> Prediction`` that
+the data plane calls, so a file and a request get the same answers. pandas is
+imported here only: the HTTP path never loads it.
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InvalidInput
-from .runtime import Model, Prediction
+from ..errors import InvalidInput
+from ..runtime import Model, Prediction
+from ..serving.ranges import RangePolicy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,7 +54,9 @@ def output_columns(model: Model) -> list[str]:
     return columns
 
 
-def score_frame(frame: pd.DataFrame, model: Model, *, where: str = "") -> pd.DataFrame:
+def score_frame(
+    frame: pd.DataFrame, model: Model, *, where: str = "", ranges: RangePolicy | None = None
+) -> pd.DataFrame:
     """Append ``prediction``, ``label`` and ``proba_<class>`` columns to ``frame``.
 
     Feature columns are found by the manifest's names in any order; every other
@@ -62,19 +66,21 @@ def score_frame(frame: pd.DataFrame, model: Model, *, where: str = "") -> pd.Dat
     report the row number in the whole file); ``where`` is added to the message
     (for example "in partition 3").
     """
-    problems = find_problems(frame, model, limit=1)
+    problems = find_problems(frame, model, limit=1, ranges=ranges)
     if problems:
         raise BatchInputError(describe(problems[0], frame, where))
     return _scored(frame, model)
 
 
-def split_valid(frame: pd.DataFrame, model: Model) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_valid(
+    frame: pd.DataFrame, model: Model, ranges: RangePolicy | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score the rows that can be scored; the others come back with a ``reason``.
 
     Used by ``--on-error skip``: the second frame is the rejects file's rows,
     with the input columns, the row number and why the row was refused.
     """
-    problems = find_problems(frame, model)
+    problems = find_problems(frame, model, ranges=ranges)
     if not problems:
         return _scored(frame, model), frame.iloc[0:0].assign(**{ROW_COLUMN: [], REASON_COLUMN: []})
     bad = sorted({p.position for p in problems})
@@ -89,8 +95,14 @@ def split_valid(frame: pd.DataFrame, model: Model) -> tuple[pd.DataFrame, pd.Dat
     return _scored(frame.iloc[keep], model), rejects
 
 
-def find_problems(frame: pd.DataFrame, model: Model, limit: int | None = None) -> list[CellProblem]:
-    """Every bad cell (or the first ``limit``), in row order; a missing column raises at once."""
+def find_problems(
+    frame: pd.DataFrame, model: Model, limit: int | None = None, ranges: RangePolicy | None = None
+) -> list[CellProblem]:
+    """Every bad cell (or the first ``limit``), in row order; a missing column raises at once.
+
+    Under ``INPUT_RANGE_POLICY = "reject"`` a number outside its training range is
+    a bad cell too, with the same message the HTTP protocols give.
+    """
     missing = [name for name in model.feature_names if name not in frame.columns]
     if missing:
         raise BatchInputError(
@@ -98,13 +110,21 @@ def find_problems(frame: pd.DataFrame, model: Model, limit: int | None = None) -
             f"{', '.join(model.feature_names)}; found {', '.join(map(str, frame.columns))}."
         )
     problems: list[CellProblem] = []
+    columns = []
     for name in model.feature_names:
         raw = frame[name]
         values = _numeric(raw)
+        columns.append(values)
         bad = ~np.isfinite(values)
         if bad.any():
             for position in np.flatnonzero(bad)[: limit or None]:
                 problems.append(CellProblem(int(position), name, _cell_reason(raw.iloc[position])))
+    if ranges is not None and ranges.rejects and len(frame):
+        x = np.column_stack(columns)
+        outside = ranges.outside(np.where(np.isfinite(x), x, 0.0), model) & np.isfinite(x)
+        for position in np.flatnonzero(outside.any(axis=1))[: limit or None]:
+            for name, reason in ranges.describe_row(x[position], outside[position], model).items():
+                problems.append(CellProblem(int(position), name, reason))
     problems.sort(key=lambda p: (p.position, model.feature_names.index(p.column)))
     return problems[:limit] if limit else problems
 

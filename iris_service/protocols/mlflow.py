@@ -12,15 +12,15 @@ import numpy.typing as npt
 
 from ..errors import BadRequest
 from ..runtime import Model, Prediction
-from ..schemas.fields import NamedRows
-from . import Decoded, check_ranges
+from . import Decoded, Limits
+from .rows import NamedRows
 
 #: The status of this protocol's input errors (its specification says 400).
 INPUT_ERROR = BadRequest
 
 
-def decode(body: dict[str, Any], model: Model) -> Decoded:
-    return Decoded(check_ranges(_matrix(body, model), model, error=BadRequest))
+def decode(body: dict[str, Any], model: Model, limits: Limits) -> Decoded:
+    return Decoded(_matrix(body, model))
 
 
 def _matrix(body: dict[str, Any], model: Model) -> npt.NDArray[np.float64]:

@@ -7,17 +7,24 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from ..errors import InvalidInput
 from ..runtime import Model, Prediction
-from . import Decoded, to_matrix
+from . import Decoded, Limits
+from .features import to_matrix
+
+#: Natively, a body that parses but does not fit the model is a 422 (as webargs answers).
+INPUT_ERROR = InvalidInput
 
 #: From this many rows on, a batch's rows are written as JSON bytes directly.
 FRAGMENT_MIN_ROWS = 64
 
 
-def decode(body: dict[str, Any], model: Model) -> Decoded:
+def decode(body: dict[str, Any], model: Model, limits: Limits) -> Decoded:
     if "features" in body:
-        return Decoded(to_matrix(body["features"], model, ("json", "features"), single=True), single=True)
-    return Decoded(to_matrix(body["instances"], model, ("json", "instances")))
+        location = ("json", "features")
+        return Decoded(to_matrix(body["features"], model, location, single=True), single=True, location=location)
+    location = ("json", "instances")
+    return Decoded(to_matrix(body["instances"], model, location), location=location)
 
 
 def encode(prediction: Prediction, model: Model, decoded: Decoded) -> dict[str, Any]:

@@ -3,22 +3,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import BadRequest, InvalidInput
+from ..errors import BadRequest
 from ..runtime import Model, Prediction
-from . import Decoded, to_matrix
+from . import Decoded, Limits
+from .features import to_matrix
 
 #: The status of this protocol's input errors (its specification says 400).
 INPUT_ERROR = BadRequest
 
 
-def decode(body: dict[str, Any], model: Model) -> Decoded:
+def decode(body: dict[str, Any], model: Model, limits: Limits) -> Decoded:
     """Rows ordered by the model's features; a misfit is 400, as TF Serving and KServe answer."""
     key = "instances" if "instances" in body else "inputs"
-    try:
-        x = to_matrix(body[key], model, ("json", key))
-    except InvalidInput as exc:
-        raise BadRequest(exc.message, errors=exc.errors) from None
-    return Decoded(x, context={"columnar": key == "inputs"})
+    x = to_matrix(body[key], model, ("json", key), error=INPUT_ERROR)
+    return Decoded(x, context={"columnar": key == "inputs"}, location=("json", key))
 
 
 def encode(prediction: Prediction, model: Model, decoded: Decoded) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""Request body parsing shared by every blueprint: strict JSON, via orjson.
+"""Our flask-smorest Api and Blueprint: strict JSON bodies, thin decorators, one declaration per blueprint.
 
 webargs' default JSON loader silently treats a non-JSON content type as an
 empty body and uses the standard library parser; ours refuses the wrong media
 type (415), parses with orjson (which also rejects NaN/Infinity literals) and
-names what is wrong with a malformed body (400).
+names what is wrong with a malformed body (400). Each blueprint declares once
+its error style and its protocol's input error (whose status invalid bodies
+get), and how its bodies are read when they are not plain JSON.
 """
 from __future__ import annotations
 
@@ -24,16 +26,31 @@ from marshmallow import Schema, ValidationError
 from webargs.flaskparser import FlaskParser, abort
 from werkzeug.wrappers import Response
 
-from .errors import BadRequest, UnsupportedMediaType
-from .json_provider import json_response
+from ..errors import BadRequest, IrisServiceError, UnsupportedMediaType
+from .errors import NATIVE, register_blueprint_error_handlers
+from .json import json_response
 from .schemas.base import ErrorSchema
+
+#: Reads a request's body into what the schema loads (plain JSON by default).
+BodyLoader = Callable[[flask.Request], Any]
 
 
 class JSONParser(FlaskParser):
-    """webargs parser whose JSON location is strict and fast."""
+    """webargs parser whose JSON location is strict and fast.
+
+    ``validation_status`` replaces webargs' 422 for invalid bodies; ``load_body``
+    reads bodies that are more than plain JSON (CSV, V2's binary tensors).
+    """
+
+    def __init__(self, *args: Any, validation_status: int | None = None, load_body: BodyLoader | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if validation_status is not None:
+            self.DEFAULT_VALIDATION_STATUS = validation_status
+        self._load_body = load_body or parse_json_body
 
     def load_json(self, req: flask.Request, schema: Any) -> Any:
-        return parse_json_body(req)
+        return self._load_body(req)
 
     def use_args(self, argmap: Any, *args: Any, **kwargs: Any) -> Any:
         """Decorate a view, instantiating a schema class once rather than per request.
@@ -104,6 +121,23 @@ class Blueprint(flask_smorest.Blueprint):
 
     ARGUMENTS_PARSER = JSONParser()
 
+    def __init__(
+        self,
+        *args: Any,
+        error_style: str | None = None,
+        input_error: type[IrisServiceError] | None = None,
+        load_body: BodyLoader | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.error_style = error_style or NATIVE
+        if input_error is not None or load_body is not None:
+            status = input_error.status if input_error is not None else None
+            self.ARGUMENTS_PARSER = JSONParser(validation_status=status, load_body=load_body)
+        if error_style is not None:
+            # A declared style: our JSON errors even when a host app mounts the blueprint.
+            register_blueprint_error_handlers(self)
+
     def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[Any], Any]:
         document = super().arguments(schema, location=location, **kwargs)
         # Options for webargs (unknown, validate, as_kwargs, error_status_code, ...) take its way.
@@ -133,7 +167,7 @@ class Blueprint(flask_smorest.Blueprint):
 
     def etag(self, obj: Any) -> Any:
         """Refused: flask-smorest computes ETags from the dump its own response layer stores."""
-        raise NotImplementedError("iris_service.parsing.Blueprint answers without flask-smorest's ETag support")
+        raise NotImplementedError("iris_service.rest.blueprint.Blueprint answers without flask-smorest's ETag support")
 
     def response(self, status_code: Any, schema: Any = None, **kwargs: Any) -> Callable[[Any], Any]:
         document = super().response(status_code, schema, **kwargs)

@@ -12,7 +12,7 @@ from typing import Any
 
 from apispec import APISpec, BasePlugin
 
-from .errors import PLAIN_ERROR_BLUEPRINTS
+from .errors import PLAIN
 
 SCHEMES = {
     "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -23,8 +23,9 @@ SCHEMES = {
 class ApiKeyDocs(BasePlugin):
     """apispec plugin: document the key on the operations that require one."""
 
-    def __init__(self, guarded: Callable[[str, str], bool]) -> None:
+    def __init__(self, guarded: Callable[[str, str], bool], error_style: Callable[[str], str]) -> None:
         self._guarded = guarded
+        self._error_style = error_style
 
     def init_spec(self, spec: APISpec) -> None:
         super().init_spec(spec)
@@ -40,7 +41,7 @@ class ApiKeyDocs(BasePlugin):
         blueprint = rule.endpoint.partition(".")[0]
         if not self._guarded(rule.rule, blueprint):
             return
-        error = "PlainError" if blueprint in PLAIN_ERROR_BLUEPRINTS else "Error"
+        error = "PlainError" if self._error_style(blueprint) == PLAIN else "Error"
         for operation in operations.values():
             operation["security"] = [{name: []} for name in SCHEMES]
             operation.setdefault("responses", {})["401"] = {

@@ -16,15 +16,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .runtime import Model, Prediction, SklearnModel
+from .equivalence import compare_rows, stress_sample
+from .prediction import Model, Prediction
+from .sklearn import SklearnModel
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("iris_service.linear")
 
 #: Largest allowed difference to scikit-learn's probabilities on the check sample.
 TOLERANCE = 1e-9
-#: Random rows drawn for the load-time check, next to the range corners.
-SAMPLE_ROWS = 512
-_SEED = 20240607
 
 
 class LinearModel(SklearnModel):
@@ -121,25 +120,8 @@ def _qualifies(estimator: Any) -> bool:
 
 
 def check_sample(model: Model) -> npt.NDArray[np.float64]:
-    """Rows to compare both paths on: the range corners, uniform draws, and far-out rows.
-
-    The manifest's ``input_schema`` gives each feature's training range; without
-    it the rows are standard normal draws. Far-out rows (ten times the range)
-    exercise saturated probabilities, where rounding differences would show.
-    """
-    n = model.n_features
-    low = np.zeros(n)
-    high = np.ones(n)
-    for j, spec in enumerate(model.manifest.input_schema[:n]):
-        lo, hi = spec.get("min"), spec.get("max")
-        if isinstance(lo, int | float) and isinstance(hi, int | float) and hi >= lo:
-            low[j], high[j] = float(lo), float(hi)
-    rng = np.random.default_rng(_SEED)
-    span = np.maximum(high - low, 1e-3)
-    uniform = low + rng.random((SAMPLE_ROWS, n)) * span
-    corners = np.array([low, high, (low + high) / 2])
-    far = (low + high) / 2 + rng.standard_normal((64, n)) * span * 10
-    return np.concatenate([corners, uniform, far, rng.standard_normal((64, n))])
+    """The rows both paths are compared on at load (``equivalence.stress_sample``)."""
+    return stress_sample(model.manifest)
 
 
 def disagreement(reference: Model, fast: Model, sample: npt.NDArray[np.float64]) -> str | None:
@@ -147,15 +129,9 @@ def disagreement(reference: Model, fast: Model, sample: npt.NDArray[np.float64])
 
     Checked in one batch and row by row: a one-row request takes its own path.
     """
-    want = reference.predict(sample)
-    assert want.classes is not None and want.probabilities is not None
-    checks = [("", slice(None), fast.predict(sample))]
-    checks += [(f" on row {i}", slice(i, i + 1), fast.predict(sample[i : i + 1])) for i in range(len(sample))]
-    for where, rows, got in checks:
-        assert got.classes is not None and got.probabilities is not None
-        if not np.array_equal(want.classes[rows], got.classes):
-            return f"predicts other classes{where}"
-        gap = float(np.max(np.abs(want.probabilities[rows] - got.probabilities)))
-        if not gap <= TOLERANCE:
-            return f"differs by {gap:.3g} in probability{where}"
+    result = compare_rows(reference, fast, sample, TOLERANCE)
+    if result.class_mismatches or not result.same_outputs:
+        return f"predicts other classes{result.where}"
+    if not result.worst <= TOLERANCE:
+        return f"differs by {result.worst:.3g} in probability{result.where}"
     return None

@@ -1,4 +1,4 @@
-"""The ONNX artifact format: export with skl2onnx, check, serve with onnxruntime.
+"""The ONNX runtime: serve a graph with onnxruntime, and export scikit-learn models to it with skl2onnx.
 
 An ONNX file is a graph of operators, not code, so serving one needs no trust
 in whoever wrote it. Export converts a verified scikit-learn artifact, then
@@ -14,9 +14,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .artifacts import Manifest, load_verified, runtime_versions, utc_now, write_artifact
-from .errors import ArtifactError
-from .runtime import ManifestModel, Model, Prediction, SklearnModel
+from ..artifacts import Manifest, load_verified, runtime_versions, utc_now, write_artifact
+from ..artifacts.onnx import load_session
+from ..errors import ArtifactError
+from .equivalence import compare, training_sample
+from .prediction import Model, Prediction
+from .sklearn import ManifestModel, SklearnModel
 
 #: Largest difference allowed between original and ONNX probabilities
 #: (relative to the largest output for regression values beyond 1).
@@ -24,7 +27,6 @@ TOLERANCE = 1e-5
 #: Rows drawn when a registered model comes without its training data.
 SAMPLE_ROWS = 1000
 INPUT_NAME = "input"
-IRIS_DATASET = "sklearn.datasets.load_iris"
 
 
 class OnnxModel(ManifestModel):
@@ -48,21 +50,6 @@ class OnnxModel(ManifestModel):
             (proba,) = self.session.run(["probabilities"], {self._input: x32})
             return self._from_probabilities(proba)
         return self._from_outputs(self.session.run(None, {self._input: x32})[0])
-
-
-def load_session(data: bytes, manifest: Manifest) -> Any:
-    """An onnxruntime session built from the verified bytes (never from the path)."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    # One thread per call: the web server already runs a thread per request,
-    # and intra-op threads on top of those only fight over the same cores.
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    try:
-        return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ArtifactError(f"Cannot load ONNX artifact {manifest.artifact}: {exc}") from None
 
 
 def convert(estimator: Any, manifest: Manifest) -> bytes:
@@ -110,72 +97,33 @@ def onnx_manifest(manifest: Manifest, check: dict[str, Any]) -> Manifest:
     )
 
 
-def check_sample(manifest: Manifest) -> tuple[npt.NDArray[np.float64], str]:
-    """Rows to compare the conversion on, and where they came from.
-
-    Our models were trained on Iris, so the whole data set is the check; a
-    registered model brings no data, so rows are drawn uniformly within the
-    training ranges its manifest records, or standard normal where unknown.
-    """
-    if manifest.training.get("dataset") == IRIS_DATASET:
-        from sklearn.datasets import load_iris
-
-        return np.asarray(load_iris().data, dtype=np.float64), "iris data set"
-    rng = np.random.default_rng(0)
-    ranges = {f.get("name"): (f.get("min"), f.get("max")) for f in manifest.input_schema}
-    columns = []
-    uniform = 0
-    for name in manifest.feature_names:
-        lo, hi = ranges.get(name, (None, None))
-        if lo is not None and hi is not None:
-            columns.append(rng.uniform(lo, hi, SAMPLE_ROWS))
-            uniform += 1
-        else:
-            columns.append(rng.standard_normal(SAMPLE_ROWS))
-    how = "uniform within training ranges" if uniform == manifest.n_features else (
-        "standard normal" if uniform == 0 else "uniform within known ranges, standard normal elsewhere"
-    )
-    return np.column_stack(columns), f"{SAMPLE_ROWS} rows, {how}"
-
-
-def compare(original: Model, converted: Model, x: npt.NDArray[np.float64]) -> float:
-    """The largest difference between two runtimes' answers on ``x``; raise if too far.
+def check_conversion(original: Model, converted: Model, x: npt.NDArray[np.float64]) -> float:
+    """The largest difference between the two runtimes' answers on ``x``; raise if too far.
 
     Classes must agree on every row; probabilities may differ by float32
     rounding up to ``TOLERANCE``, regression values by that much of the
     largest output's size (absolute when outputs stay below 1).
     """
-    want, got = original.predict(x), converted.predict(x)
-    if want.classes is not None:
-        assert got.classes is not None
-        differ = np.flatnonzero(want.classes != got.classes)
-        if differ.size:
-            raise ArtifactError(
-                f"ONNX conversion changes the class of {differ.size} of {len(x)} rows "
-                f"(first: row {int(differ[0])}); not writing it."
-            )
-    worst = 0.0
-    for a, b, relative in ((want.probabilities, got.probabilities, False), (want.values, got.values, True)):
-        if a is None:
-            continue
-        if b is None or a.shape != b.shape:
-            raise ArtifactError("ONNX conversion does not give the same outputs; not writing it.")
-        diff = np.abs(a - b)
-        if relative:  # float32 keeps ~7 digits, so a value of 150 cannot match to 1e-5 absolute
-            diff = diff / max(1.0, float(np.max(np.abs(a))))
-        worst = max(worst, float(np.max(diff)))
-    if worst > TOLERANCE:
+    result = compare(original, converted, x, relative_values=True)
+    if result.class_mismatches:
         raise ArtifactError(
-            f"ONNX outputs differ from the original by up to {worst:.3g} (> {TOLERANCE}); not writing it."
+            f"ONNX conversion changes the class of {result.class_mismatches} of {len(x)} rows "
+            f"(first: row {result.first_mismatch}); not writing it."
         )
-    return worst
+    if not result.same_outputs:
+        raise ArtifactError("ONNX conversion does not give the same outputs; not writing it.")
+    if result.worst > TOLERANCE:
+        raise ArtifactError(
+            f"ONNX outputs differ from the original by up to {result.worst:.3g} (> {TOLERANCE}); not writing it."
+        )
+    return result.worst
 
 
 def write_onnx(out: Path, estimator: Any, manifest: Manifest, x: npt.NDArray[np.float64], sample: str) -> Manifest:
     """Convert ``estimator``, prove it on ``x``, write ``out`` and its manifest."""
     data = convert(estimator, manifest)
     converted = OnnxModel(load_session(data, manifest), manifest)
-    worst = compare(SklearnModel(estimator, manifest), converted, x)
+    worst = check_conversion(SklearnModel(estimator, manifest), converted, x)
     check = {"rows": int(len(x)), "sample": sample, "max_abs_diff": worst, "tolerance": TOLERANCE,
              "from_format": manifest.format, "from_sha256": manifest.sha256 or None}
     return write_artifact(out, data, onnx_manifest(manifest, check))
@@ -186,6 +134,7 @@ def export_artifact(source: Path) -> tuple[Manifest, Path]:
     artifact = load_verified(source)
     if artifact.manifest.format == "onnx":
         raise ArtifactError(f"{source.name} is already an ONNX artifact.")
-    x, sample = check_sample(artifact.manifest)
+    sample = training_sample(artifact.manifest, SAMPLE_ROWS)
+    x = sample.x
     out = source.with_name("model.onnx")
-    return write_onnx(out, artifact.obj, artifact.manifest, x, sample), out
+    return write_onnx(out, artifact.obj, artifact.manifest, x, sample.description), out

@@ -1,62 +1,13 @@
-"""The model runtime: a verified estimator behind one ``predict(x)`` call.
-
-It knows no HTTP and no protocol: codecs turn requests into a float64 array and
-a ``Prediction`` back into their own answer.
-"""
+"""scikit-learn estimators behind ``predict``, and what every runtime takes from the manifest."""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .artifacts import Artifact, Manifest
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One model call's answer, one entry per input row.
-
-    ``classes`` are indices into the model's ``class_names`` (classifiers);
-    ``probabilities`` has one column per class when the model gives them;
-    ``values`` holds a regressor's outputs.
-    """
-
-    classes: npt.NDArray[np.int64] | None = None
-    probabilities: npt.NDArray[np.float64] | None = None
-    values: npt.NDArray[np.float64] | None = None
-
-    def __len__(self) -> int:
-        for part in (self.classes, self.values, self.probabilities):
-            if part is not None:
-                return int(part.shape[0])
-        return 0
-
-    def slice(self, start: int, stop: int) -> Prediction:
-        """The rows ``start:stop``; used to hand a shared batch back to callers."""
-        return Prediction(
-            *(None if part is None else part[start:stop] for part in (self.classes, self.probabilities, self.values))
-        )
-
-
-class Model(Protocol):
-    """What codecs, blueprints and the batcher may rely on."""
-
-    name: str
-    version: str
-    manifest: Manifest
-    feature_names: tuple[str, ...]
-    class_names: tuple[str, ...] | None
-    is_classifier: bool
-    has_probabilities: bool
-
-    @property
-    def n_features(self) -> int: ...
-
-    def predict(self, x: npt.NDArray[np.float64]) -> Prediction: ...
+from ..artifacts import Manifest
+from .prediction import Prediction
 
 
 class ManifestModel:
@@ -119,24 +70,6 @@ class SklearnModel(ManifestModel):
             if self.has_probabilities:
                 return self._from_probabilities(self.estimator.predict_proba(x))
             return self._from_outputs(self.estimator.predict(x))
-
-
-def from_artifact(artifact: Artifact) -> Model:
-    """Wrap a loaded artifact in the runtime its format needs."""
-    factory = RUNTIMES.get(artifact.manifest.format, SklearnModel)
-    from .linear import accelerate  # exact numpy path for logistic regression, checked at load
-
-    return accelerate(factory(artifact.obj, artifact.manifest))
-
-
-def _onnx_model(session: Any, manifest: Manifest) -> Model:
-    from .onnx_format import OnnxModel  # onnxruntime only for ONNX artifacts
-
-    return OnnxModel(session, manifest)
-
-
-#: Artifact format -> runtime factory; formats not listed are scikit-learn objects.
-RUNTIMES: Mapping[str, Callable[[Any, Manifest], Model]] = MappingProxyType({"onnx": _onnx_model})
 
 
 def _forget_feature_names(estimator: Any) -> None:

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import PICKLE_FORMATS, SUFFIX_FORMATS
-from .errors import ArtifactError, IrisServiceError, ModelNotFound, ModelNotReady
-from .runtime import Model
+from ..artifacts import PICKLE_FORMATS, SUFFIX_FORMATS
+from ..errors import ArtifactError, IrisServiceError, ModelNotFound, ModelNotReady
+from ..runtime import Model
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("iris_service.registry")
 
 #: Preference among artifact formats found in one version folder.
 FORMAT_PREFERENCE = ("joblib", "pickle", "onnx", "skops")

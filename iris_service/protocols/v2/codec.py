@@ -1,14 +1,6 @@
-"""The Open Inference Protocol (KServe V2, Triton, MLServer) with binary tensors.
-
-Inputs are either one tensor named ``input-0`` of shape ``[N, n_features]``
-(what KServe's and MLServer's scikit-learn servers take), or one tensor per
-feature name of shape ``[N]`` or ``[N, 1]``. Outputs are ``predict`` and
-``predict_proba``. Tensors may travel as JSON or, with Triton's binary tensor
-data extension, as raw little-endian bytes after the JSON header.
-"""
+"""V2 decode and encode: tensors to the model's float64 rows, a ``Prediction`` to output tensors."""
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import chain
@@ -18,24 +10,14 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from ..errors import BadRequest
-from ..runtime import Model, Prediction
-from . import Decoded, check_ranges
+from ...errors import BadRequest
+from ...runtime import Model, Prediction
+from .. import Decoded, Limits
+from .tensors import DTYPES, INPUT_NAME, check_request, check_size
 
 #: The status of this protocol's input errors (its specification says 400).
 INPUT_ERROR = BadRequest
 
-INPUT_NAME = "input-0"
-HEADER_LENGTH = "Inference-Header-Content-Length"
-#: Datatype -> little-endian numpy dtype, as the binary extension lays tensors out.
-DTYPES: dict[str, np.dtype[Any]] = {
-    name: np.dtype(code)
-    for name, code in {
-        "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
-        "INT8": "i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
-        "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
-    }.items()
-}
 _NUMBER_TYPES = frozenset({int, float})
 
 
@@ -56,43 +38,26 @@ class InferResponse:
     has_binary: bool = False
 
 
-def split_body(data: bytes, header_length: str | None) -> tuple[bytes, bytes]:
-    """Split a body into its JSON header and binary tail at ``Inference-Header-Content-Length``."""
-    if header_length is None:
-        return data, b""
-    try:
-        length = int(header_length)
-    except ValueError:
-        raise BadRequest(f"{HEADER_LENGTH} must be a whole number of bytes, not {header_length!r}.") from None
-    if not 0 <= length <= len(data):
-        raise BadRequest(f"{HEADER_LENGTH} is {length} but the body holds {len(data)} bytes.")
-    return data[:length], data[length:]
-
-
-def loads_header(data: bytes) -> Any:
-    """Parse a JSON header (orjson, so NaN and Infinity literals are refused)."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"Malformed JSON: {exc}") from None
-
-
-def decode(body: InferRequest, model: Model) -> Decoded:
+def decode(body: InferRequest, model: Model, limits: Limits) -> Decoded:
     header = body.header
+    # One input-0, or one input per feature: anything longer is refused before any tensor is read.
+    check_request(header, max_inputs=max(model.n_features, 1))
     tensors: dict[str, npt.NDArray[np.float64]] = {}
     offset = 0
     for spec in header["inputs"]:
         if spec["name"] in tensors:
             raise BadRequest(f"Input {spec['name']!r} is given twice.")
-        tensors[spec["name"]], used = _tensor(spec, body.binary, offset)
+        count = check_size(spec, limits.max_rows, model.n_features)
+        tensors[spec["name"]], used = _tensor(spec, count, body.binary, offset)
         offset += used
     if offset != len(body.binary):
         raise BadRequest(
             f"{len(body.binary)} bytes of binary data follow the JSON header but the inputs' "
             f"binary_data_size parameters add up to {offset}."
         )
-    x = check_ranges(_matrix(tensors, model), model, ("inputs",), error=BadRequest)
-    return Decoded(x, context={"id": header.get("id"), "outputs": _requested_outputs(header, model)})
+    x = _matrix(tensors, model)
+    return Decoded(x, context={"id": header.get("id"), "outputs": _requested_outputs(header, model)},
+                   location=("inputs",))
 
 
 def encode(prediction: Prediction, model: Model, decoded: Decoded) -> InferResponse:
@@ -135,11 +100,12 @@ def model_metadata(model: Model, versions: list[str]) -> dict[str, Any]:
     }
 
 
-def _tensor(spec: Mapping[str, Any], binary: bytes, offset: int) -> tuple[npt.NDArray[np.float64], int]:
-    """One input as float64 of its declared shape, and how many binary bytes it used."""
+def _tensor(
+    spec: Mapping[str, Any], count: int, binary: bytes, offset: int
+) -> tuple[npt.NDArray[np.float64], int]:
+    """One input as float64 of its declared shape (``count`` values), and how many binary bytes it used."""
     name, shape, datatype = spec["name"], spec["shape"], spec["datatype"]
     dtype = DTYPES[datatype]
-    count = math.prod(shape)
     size = (spec.get("parameters") or {}).get("binary_data_size")
     used = 0
     if size is not None:

@@ -1,1 +1,1 @@
-"""HTTP blueprints: thin MethodViews over ``inference.run`` and the registry."""
+"""HTTP blueprints: thin MethodViews over the data plane (``state.dataplane()``, ``state.infer``)."""

@@ -10,15 +10,16 @@ from typing import Any
 from flask import current_app, request
 from flask.views import MethodView
 
-from ..auth import as_list, require_token
-from ..errors import NotFound, register_blueprint_error_handlers
-from ..extensions import registry
-from ..parsing import Blueprint
+from ...errors import NotFound
+from ..blueprint import Blueprint
+from ..errors import NATIVE
+from ..middleware.auth import as_list, require_token
 from ..schemas.base import ErrorSchema
 from ..schemas.models import ReloadRequestSchema, ReloadResponseSchema
+from ..state import dataplane
 
-blp = Blueprint("admin", __name__, url_prefix="/admin", description="Model operations (bearer token).")
-register_blueprint_error_handlers(blp)
+blp = Blueprint("admin", __name__, url_prefix="/admin", description="Model operations (bearer token).",
+                error_style=NATIVE)
 
 
 @blp.before_request
@@ -48,7 +49,7 @@ class Reload(MethodView):
         Requests in flight finish on the old model; if verification fails the
         old model keeps serving and the answer says why.
         """
-        models = registry()
+        models = dataplane()
         previous = models.status().get(name, {}).get("version")
         model = models.load(name, args.get("version"))
         return {"name": model.name, "version": model.version, "previous_version": previous}

@@ -5,14 +5,15 @@ from typing import Any
 
 from flask.views import MethodView
 
-from ..errors import ModelNotReady, register_blueprint_error_handlers
-from ..extensions import registry
-from ..parsing import Blueprint
+from ...errors import ModelNotReady
+from ..blueprint import Blueprint
+from ..errors import NATIVE
 from ..schemas.base import ErrorSchema
 from ..schemas.health import HealthSchema, LiveSchema, ReadySchema
+from ..state import dataplane
 
-blp = Blueprint("health", __name__, description="Liveness, readiness and the tutorial's health check.")
-register_blueprint_error_handlers(blp)
+blp = Blueprint("health", __name__, description="Liveness, readiness and the tutorial's health check.",
+                error_style=NATIVE)
 
 #: The tutorial's exact text: existing monitors match on it.
 STATUS_TEXT = "API is running!"
@@ -23,7 +24,7 @@ class Health(MethodView):
     @blp.response(200, HealthSchema)
     def get(self) -> dict[str, Any]:
         """Say the API is running and which model it serves."""
-        models = registry()
+        models = dataplane()
         status = models.status()
         default = models.default
         return {
@@ -49,10 +50,10 @@ class Ready(MethodView):
     @blp.alt_response(503, schema=ErrorSchema, description="A configured model is not loaded")
     def get(self) -> dict[str, Any]:
         """Readiness: every configured model is loaded and verified."""
-        models = registry()
+        models = dataplane()
         status = models.status()
-        if not models.ready():
-            failed = {n: s["reason"] for n, s in status.items() if s["state"] != "READY"}
+        failed = models.unready()
+        if failed:
             raise ModelNotReady(
                 "Not ready: " + "; ".join(f"{n}: {r}" for n, r in failed.items()),
                 errors={"models": failed},

@@ -11,39 +11,31 @@ import flask
 from flask import Response
 from flask.views import MethodView
 
-from .. import __version__
-from ..codecs import mlflow
-from ..errors import UnsupportedMediaType, register_blueprint_error_handlers
-from ..extensions import registry
-from ..inference import run
-from ..parsing import Blueprint, JSONParser, parse_json_body
+from ...errors import UnsupportedMediaType
+from ...protocols import mlflow
+from ...version import __version__
+from ..blueprint import Blueprint, parse_json_body
+from ..errors import PLAIN
 from ..schemas.base import PlainErrorSchema
 from ..schemas.mlflow import InvocationsRequestSchema, InvocationsResponseSchema, PingSchema
+from ..state import dataplane, infer
 
 CSV_MIMETYPE = "text/csv"
 
 
-class _Parser(JSONParser):
+def _load_body(req: flask.Request) -> Any:
     """JSON or CSV bodies; MLflow answers 400 to any body it cannot score."""
-
-    DEFAULT_VALIDATION_STATUS = 400
-
-    def load_json(self, req: flask.Request, schema: Any) -> Any:
-        if req.mimetype == CSV_MIMETYPE:
-            return mlflow.read_csv(req.get_data(cache=True))
-        if not req.is_json:
-            raise UnsupportedMediaType(
-                f"Send the body as application/json or text/csv (got {req.mimetype or 'no content type'})."
-            )
-        return parse_json_body(req)
+    if req.mimetype == CSV_MIMETYPE:
+        return mlflow.read_csv(req.get_data(cache=True))
+    if not req.is_json:
+        raise UnsupportedMediaType(
+            f"Send the body as application/json or text/csv (got {req.mimetype or 'no content type'})."
+        )
+    return parse_json_body(req)
 
 
-class _Blueprint(Blueprint):
-    ARGUMENTS_PARSER = _Parser()
-
-
-blp = _Blueprint("mlflow", __name__, description="MLflow scoring protocol (mlflow models serve).")
-register_blueprint_error_handlers(blp)
+blp = Blueprint("mlflow", __name__, description="MLflow scoring protocol (mlflow models serve).",
+                error_style=PLAIN, input_error=mlflow.INPUT_ERROR, load_body=_load_body)
 
 
 @blp.route("/invocations")
@@ -60,7 +52,7 @@ class Invocations(MethodView):
         JSON with `dataframe_split`, `dataframe_records`, `instances` or `inputs`,
         or a `text/csv` body with a header row. Columns are matched by name.
         """
-        return run(None, body, codec=mlflow)
+        return infer(None, body, mlflow)  # type: ignore[no-any-return]
 
 
 @blp.route("/ping")
@@ -69,7 +61,7 @@ class Ping(MethodView):
     @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
     def get(self) -> dict[str, Any]:
         """MLflow health check: 200 when the default model is loaded."""
-        registry().get()
+        dataplane().model()
         return {"status": "ready"}
 
 

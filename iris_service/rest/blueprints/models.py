@@ -5,17 +5,16 @@ from typing import Any
 
 from flask.views import MethodView
 
-from ..codecs import native
-from ..errors import register_blueprint_error_handlers
-from ..extensions import registry
-from ..inference import run
-from ..parsing import Blueprint
+from ...protocols import native
+from ..blueprint import Blueprint
+from ..errors import NATIVE
 from ..schemas.base import ErrorSchema
 from ..schemas.models import ModelDetailSchema, ModelListSchema
 from ..schemas.predictions import PredictRequestSchema, PredictResponseSchema
+from ..state import dataplane, infer
 
-blp = Blueprint("models", __name__, description="Named, versioned models.")
-register_blueprint_error_handlers(blp)
+blp = Blueprint("models", __name__, description="Named, versioned models.", error_style=NATIVE,
+                input_error=native.INPUT_ERROR)
 
 
 @blp.route("/models")
@@ -23,13 +22,13 @@ class Models(MethodView):
     @blp.response(200, ModelListSchema)
     def get(self) -> dict[str, Any]:
         """List the configured models and the version each serves."""
-        models = registry()
+        models = dataplane()
         listing = [
             {
                 "name": name,
                 "state": status["state"],
                 "version": status["version"],
-                "versions": models.source(name).versions() or ([status["version"]] if status["version"] else []),
+                "versions": models.versions(name),
                 "default": name == models.default,
             }
             for name, status in models.status().items()
@@ -44,10 +43,10 @@ class ModelDetail(MethodView):
     @blp.alt_response(503, schema=ErrorSchema, description="Model not loaded")
     def get(self, name: str) -> dict[str, Any]:
         """Describe a model: its manifest's public part, inputs and classes."""
-        models = registry()
-        model = models.get(name)
+        models = dataplane()
+        model = models.model(name)
         detail = model.manifest.public()
-        detail["available_versions"] = models.source(name).versions() or [model.version]
+        detail["available_versions"] = models.versions(name)
         return detail
 
 
@@ -62,4 +61,4 @@ class ModelPredict(MethodView):
     @blp.alt_response(503, schema=ErrorSchema, description="Model not loaded")
     def post(self, body: dict[str, Any], name: str) -> dict[str, Any]:
         """Predict with the named model (same request and answer as /predict)."""
-        return run(name, body, codec=native)
+        return infer(name, body, native)  # type: ignore[no-any-return]

@@ -5,19 +5,20 @@ from typing import Any
 
 from flask.views import MethodView
 
-from ..codecs import native
-from ..errors import register_blueprint_error_handlers
-from ..inference import run
-from ..parsing import Blueprint
+from ...protocols import native
+from ..blueprint import Blueprint
+from ..errors import NATIVE
 from ..schemas.base import ErrorSchema
 from ..schemas.predictions import PredictRequestSchema, PredictResponseSchema
+from ..state import infer
 
 blp = Blueprint(
     "predictions",
     __name__,
     description="Predict with the default model (the tutorial's endpoint, extended).",
+    error_style=NATIVE,
+    input_error=native.INPUT_ERROR,
 )
-register_blueprint_error_handlers(blp)
 
 
 @blp.route("/predict")
@@ -35,4 +36,4 @@ class Predict(MethodView):
         (or an object keyed by feature name) for one row, or `{"instances": [...]}`
         for a batch.
         """
-        return run(None, body, codec=native)
+        return infer(None, body, native)  # type: ignore[no-any-return]

@@ -13,10 +13,10 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
-from .. import __version__
-from ..errors import IrisServiceError
-from ..extensions import registry
-from ..runtime import Model
+from ...errors import IrisServiceError
+from ...runtime import Model
+from ...version import __version__
+from ..state import dataplane
 
 blp = Blueprint("ui", __name__)
 
@@ -54,13 +54,13 @@ def index() -> ResponseReturnValue:
     """The demo page, or the JSON index of links when ``UI_ENABLED`` is off."""
     if not current_app.config.get("UI_ENABLED"):
         return api_index()
-    models = registry()
+    models = dataplane()
     names = models.names()
     selected = request.args.get("model") or models.default
     model: Model | None = None
     problem = None
     try:
-        model = models.get(selected)
+        model = models.model(selected)
     except IrisServiceError as exc:
         if exc.status == 404:
             raise  # an unknown ?model= is the client's mistake: JSON 404
@@ -74,7 +74,7 @@ def index() -> ResponseReturnValue:
         features=features_of(model) if model else [],
         examples=examples_for(model) if model else [],
         card=model_card(model) if model else {},
-        range_policy=current_app.config.get("INPUT_RANGE_POLICY", "allow"),
+        range_policy=models.settings.range_policy,
         version=__version__,
     )
 

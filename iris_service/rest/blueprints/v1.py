@@ -9,27 +9,16 @@ from typing import Any
 
 from flask.views import MethodView
 
-from ..codecs import v1
-from ..errors import register_blueprint_error_handlers
-from ..extensions import registry
-from ..inference import run
-from ..parsing import Blueprint, JSONParser
+from ...protocols import v1
+from ..blueprint import Blueprint
+from ..errors import PLAIN
 from ..schemas.base import PlainErrorSchema
 from ..schemas.v1 import V1ModelSchema, V1PredictRequestSchema, V1PredictResponseSchema
+from ..state import dataplane, infer
 
-
-class _Parser(JSONParser):
-    """Strict JSON, with 400 for invalid bodies as TensorFlow Serving and KServe answer."""
-
-    DEFAULT_VALIDATION_STATUS = 400
-
-
-class _Blueprint(Blueprint):
-    ARGUMENTS_PARSER = _Parser()
-
-
-blp = _Blueprint("v1", __name__, url_prefix="/v1", description="KServe V1 / TensorFlow Serving REST protocol.")
-register_blueprint_error_handlers(blp)
+# Invalid bodies are 400, as TensorFlow Serving and KServe answer.
+blp = Blueprint("v1", __name__, url_prefix="/v1", description="KServe V1 / TensorFlow Serving REST protocol.",
+                error_style=PLAIN, input_error=v1.INPUT_ERROR)
 
 
 @blp.route("/models/<name>:predict")
@@ -47,7 +36,7 @@ class Predict(MethodView):
         `{"instances": [[...], ...]}` answers `{"predictions": [...]}`; the columnar
         `{"inputs": {"feature": [...], ...}}` answers `{"outputs": [...]}`.
         """
-        return run(name, body, codec=v1)
+        return infer(name, body, v1)  # type: ignore[no-any-return]
 
 
 @blp.route("/models/<name>")
@@ -57,5 +46,5 @@ class ModelStatus(MethodView):
     @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
     def get(self, name: str) -> dict[str, Any]:
         """Say whether a model is ready (KServe V1 model status)."""
-        model = registry().get(name)
+        model = dataplane().model(name)
         return {"name": model.name, "ready": True}

@@ -9,16 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import flask
-from flask import Response, request
+from flask import Response, g, request
 from flask.views import MethodView
 
-from .. import __version__
-from ..codecs import v2
-from ..errors import ModelNotReady, UnsupportedMediaType, register_blueprint_error_handlers
-from ..extensions import registry
-from ..inference import run
-from ..json_provider import dumps as json_dumps
-from ..parsing import Blueprint, JSONParser, parse_json_body
+from ...errors import ModelNotReady, UnsupportedMediaType
+from ...protocols import v2
+from ...version import __version__
+from ..blueprint import Blueprint, parse_json_body
+from ..errors import PLAIN
+from ..json import dumps as json_dumps
 from ..schemas.base import PlainErrorSchema
 from ..schemas.v2 import (
     InferRequestSchema,
@@ -32,6 +31,7 @@ from ..schemas.v2 import (
     ServerMetadataSchema,
     ServerReadySchema,
 )
+from ..state import dataplane, infer
 from .admin import check_admin
 
 #: Protocol extensions this server implements, as reported by ``GET /v2``.
@@ -41,37 +41,30 @@ _ADMIN_VIEWS = frozenset({"RepositoryIndex", "RepositoryLoad", "RepositoryUnload
 _OCTET_STREAM = "application/octet-stream"
 
 
-class _Parser(JSONParser):
+def _load_body(req: flask.Request) -> Any:
     """JSON bodies, or a JSON header followed by binary tensors; 400 for anything invalid.
 
     The official Triton client sends binary requests, and JSON ones without a
     content type, so both are read here; other media types are refused (415).
+    The body is split once: the binary tail waits on ``g`` for the view.
     """
-
-    DEFAULT_VALIDATION_STATUS = 400
-
-    def load_json(self, req: flask.Request, schema: Any) -> Any:
-        header_length = req.headers.get(v2.HEADER_LENGTH)
-        data = req.get_data(cache=True)
-        if not data.strip():
-            return {}
-        if header_length is None and req.is_json:
-            return parse_json_body(req)
-        if header_length is None and req.mimetype not in ("", _OCTET_STREAM):
-            raise UnsupportedMediaType(
-                f"Send application/json, or a JSON header and binary tensors with {v2.HEADER_LENGTH} "
-                f"(got {req.mimetype})."
-            )
-        header, _ = v2.split_body(data, header_length)
-        return v2.loads_header(header)
+    header_length = req.headers.get(v2.HEADER_LENGTH)
+    data = req.get_data(cache=True)
+    if not data.strip():
+        return {}
+    if header_length is None and req.is_json:
+        return parse_json_body(req)
+    if header_length is None and req.mimetype not in ("", _OCTET_STREAM):
+        raise UnsupportedMediaType(
+            f"Send application/json, or a JSON header and binary tensors with {v2.HEADER_LENGTH} "
+            f"(got {req.mimetype})."
+        )
+    header, g.v2_binary = v2.split_body(data, header_length)
+    return v2.loads_header(header)
 
 
-class _Blueprint(Blueprint):
-    ARGUMENTS_PARSER = _Parser()
-
-
-blp = _Blueprint("v2", __name__, description="Open Inference Protocol (KServe V2, Triton, MLServer).")
-register_blueprint_error_handlers(blp)
+blp = Blueprint("v2", __name__, description="Open Inference Protocol (KServe V2, Triton, MLServer).",
+                error_style=PLAIN, input_error=v2.INPUT_ERROR, load_body=_load_body)
 
 
 @blp.before_request
@@ -103,27 +96,25 @@ class ServerReady(MethodView):
     @blp.alt_response(503, schema=PlainErrorSchema, description="A configured model is not loaded")
     def get(self) -> dict[str, Any]:
         """Server readiness: every configured model is loaded."""
-        models = registry()
-        if not models.ready():
-            failed = [n for n, s in models.status().items() if s["state"] != "READY"]
+        failed = dataplane().unready()
+        if failed:
             raise ModelNotReady(f"Not ready: model(s) {', '.join(failed)} not loaded.")
         return {"ready": True}
 
 
 def _metadata(name: str, version: str | None) -> dict[str, Any]:
-    models = registry()
-    model = models.get(name, version)
-    return v2.model_metadata(model, models.source(name).versions() or [model.version])
+    models = dataplane()
+    model = models.model(name, version)
+    return v2.model_metadata(model, models.versions(name))
 
 
 def _ready(name: str, version: str | None) -> dict[str, Any]:
-    model = registry().get(name, version)
+    model = dataplane().model(name, version)
     return {"name": model.name, "ready": True}
 
 
 def _infer(body: dict[str, Any], name: str, version: str | None) -> Any:
-    _, binary = v2.split_body(request.get_data(cache=True), request.headers.get(v2.HEADER_LENGTH))
-    result = run(name, v2.InferRequest(body, binary), codec=v2, version=version)
+    result = infer(name, v2.InferRequest(body, g.get("v2_binary", b"")), v2, version)
     if not result.has_binary:
         return result.header
     header = json_dumps(result.header)
@@ -189,7 +180,7 @@ class RepositoryIndex(MethodView):
     @blp.alt_response(415, schema=PlainErrorSchema, description="Body is not application/json")
     def post(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """List the configured models with their state (admin token)."""
-        listing = [{"name": name, **status} for name, status in registry().status().items()]
+        listing = [{"name": name, **status} for name, status in dataplane().status().items()]
         if body.get("ready"):
             listing = [m for m in listing if m["state"] == "READY"]
         return listing
@@ -203,7 +194,7 @@ class RepositoryLoad(MethodView):
     @blp.alt_response(409, schema=PlainErrorSchema, description="The artifact failed verification")
     def post(self, name: str) -> dict[str, Any]:
         """Load, verify and swap in a model (admin token); the old one serves on failure."""
-        model = registry().load(name)
+        model = dataplane().load(name)
         return {"name": model.name, "version": model.version, "state": "READY"}
 
 
@@ -214,5 +205,5 @@ class RepositoryUnload(MethodView):
     @blp.alt_response(404, schema=PlainErrorSchema, description="No such model, or no ADMIN_TOKEN configured")
     def post(self, name: str) -> dict[str, Any]:
         """Stop serving a model (admin token) until it is loaded again."""
-        registry().unload(name)
+        dataplane().unload(name)
         return {"name": name, "version": None, "state": "UNAVAILABLE"}

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from flask import Request
 
-from .errors import Unauthorized
+from ...errors import Unauthorized
 
 
 def presented_token(req: Request) -> str | None:

@@ -19,7 +19,8 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
-EXTENSION_KEY = "iris_compression"
+from ..state import state_of
+
 DEFAULT_MIN_SIZE = 1024
 DEFAULT_LEVEL = 5
 _CHUNK = 64 * 1024
@@ -55,7 +56,7 @@ class Compression:
             level=int(app.config.get("COMPRESS_LEVEL", DEFAULT_LEVEL)),
             enabled=bool(app.config.get("COMPRESS_RESPONSES", True)),
         )
-        app.extensions[EXTENSION_KEY] = settings
+        state_of(app).compression = settings
         app.wsgi_app = GzipRequestMiddleware(app.wsgi_app, app)  # type: ignore[method-assign]
         if settings.enabled:
             app.after_request(lambda response: compress_response(response, settings))

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter as Tally
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import (
     CollectorRegistry,
@@ -29,7 +26,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
-EXTENSION_KEY = "iris_metrics"
+from ..state import EXTENSION_KEY, noted_result, state_of
+
 SCRAPE_ENDPOINT = "iris_metrics.scrape"
 
 # Inference on a small sklearn model takes well under a millisecond; the low buckets
@@ -52,7 +50,7 @@ blp = Blueprint("iris_metrics", __name__)
 @blp.get("/metrics")
 def scrape() -> Response:
     """Prometheus metrics in the text (or OpenMetrics) exposition format."""
-    return current_app.extensions[EXTENSION_KEY].render(request.headers.get("Accept", ""))
+    return current_app.extensions[EXTENSION_KEY].metrics.render(request.headers.get("Accept", ""))
 
 
 def multiprocess_dir() -> str | None:
@@ -67,7 +65,7 @@ def multiprocess_dir() -> str | None:
 class AppMetrics:
     """The metric objects and request hooks of one app.
 
-    Lives in ``app.extensions["iris_metrics"]``; the core calls ``model_loaded`` on it.
+    Kept in the app state's ``metrics``; the model store's load hook calls ``model_loaded`` on it.
     """
 
     def __init__(self, multiproc_dir: str | None = None) -> None:
@@ -207,25 +205,15 @@ class AppMetrics:
             self.in_flight.dec()
 
     def _count_predictions(self, ctx: Any) -> None:
-        model = ctx.get("model_name")
-        if model is None:
+        result = noted_result(ctx)
+        if result is None:
             return
-        version = ctx.get("model_version")
-        version = "" if version is None else str(version)
-        rows = ctx.get("batch_size")
-        if rows is not None:
-            batch = self._batch_children.get((model, version))
-            if batch is None:
-                batch = self._batch_children.setdefault(
-                    (model, version), self.batch_size.labels(model, version)
-                )
-            batch.observe(rows)
-        classes: Sequence[str] | None = ctx.get("predicted_classes")
-        if classes:
-            # A one-row request is the common case; Counter costs more than the increment.
-            counts = [(classes[0], 1)] if len(classes) == 1 else Tally(classes).items()
-        else:
-            counts = _class_counts(ctx.get("prediction"), ctx.get("model"))
+        model, version, rows = result.model.name, str(result.model.version), result.rows
+        batch = self._batch_children.get((model, version))
+        if batch is None:
+            batch = self._batch_children.setdefault((model, version), self.batch_size.labels(model, version))
+        batch.observe(rows)
+        counts = result.class_counts()
         if counts:
             for cls, count in counts:
                 self._class_counter(model, version, str(cls)).inc(count)
@@ -238,23 +226,6 @@ class AppMetrics:
         if child is None:
             child = self._class_children.setdefault(key, self.predictions.labels(*key))
         return child
-
-
-def _class_counts(prediction: Any, model: Any) -> list[tuple[str, int]]:
-    """Rows per class name from the core's ``g.prediction`` and ``g.model``.
-
-    Used when ``g.predicted_classes`` is not set: counting class indices with numpy
-    costs microseconds even for a 10,000-row batch, where building names would not.
-    """
-    indices = getattr(prediction, "classes", None)
-    names = getattr(model, "class_names", None)
-    if indices is None or not names:
-        return []
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or indices.size == 0 or indices.dtype.kind not in "iu" or indices.min() < 0:
-        return []
-    counts = np.bincount(indices, minlength=len(names))
-    return [(names[i], int(count)) for i, count in enumerate(counts[: len(names)]) if count]
 
 
 class NullMetrics:
@@ -286,7 +257,7 @@ class Metrics:
         """
         app.config.setdefault("METRICS_ENABLED", True)
         if not app.config["METRICS_ENABLED"]:
-            app.extensions[EXTENSION_KEY] = NullMetrics()
+            state_of(app).metrics = NullMetrics()
             return
         path = multiprocess_dir()
         if path is not None and not os.path.isdir(path):
@@ -295,7 +266,7 @@ class Metrics:
                 "any other server must create (and empty) it before start"
             )
         state = AppMetrics(path)
-        app.extensions[EXTENSION_KEY] = state
+        state_of(app).metrics = state
         app.before_request(state.before_request)
         app.after_request(state.after_request)
         app.teardown_request(state.teardown_request)

@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import queue
 import random
 import re
-import sys
-import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import Any
 
 import orjson
 from flask import Flask, Response, g, request
 
-from .tracing import EXTENSION_KEY as TRACING_KEY
+from ..state import noted_model, noted_result, state_of
 from .tracing import current_trace_id
 
-EXTENSION_KEY = "iris_request_log"
 LOGGER_NAME = "iris_service.requests"
 REQUEST_ID_HEADER = "X-Request-ID"
 LOG_FORMATS = ("json", "text")
@@ -39,10 +34,6 @@ _REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
 # The version (4) and variant (RFC 4122) bits of a random UUID.
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
-#: How often the writer thread writes the lines queued since its last write (seconds).
-WRITE_INTERVAL = 0.05
-#: How long ``flush`` waits for the writer thread before giving up (seconds).
-FLUSH_TIMEOUT = 5.0
 
 
 def request_id() -> str:
@@ -77,140 +68,7 @@ def _new_id() -> str:
     return f"{(random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET:032x}"
 
 
-class _StderrHandler(logging.Handler):
-    """Hands each line to a writer thread that writes it to ``sys.stderr``.
-
-    A write to stderr releases the GIL, and a request thread then waits behind the
-    busy ones to get it back: under 8 waitress threads the log line cost more than
-    the prediction. The request thread only enqueues; every ``WRITE_INTERVAL`` the
-    writer takes the queued lines and writes them in one call. Each line goes to the ``sys.stderr`` of
-    the moment it was logged (pytest and servers replace it), as ``logging.lastResort``
-    does. ``flush`` waits for the lines logged so far, and ``logging.shutdown`` (at
-    exit) flushes and closes the handler, so no line is lost on a clean stop.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._queue: queue.SimpleQueue[tuple[TextIO | None, Any]] = queue.SimpleQueue()
-        self._start_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._writer: threading.Thread | None = None
-        self._pid = -1
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.put(record.getMessage())
-        except Exception:
-            self.handleError(record)
-
-    def put(self, line: str) -> None:
-        """Queue one preformatted line (what ``emit`` does without a ``LogRecord``)."""
-        if self._pid != os.getpid():
-            self._start()
-        self._queue.put((sys.stderr, line))
-
-    def flush(self) -> None:
-        """Return once every line queued before the call is written (or after FLUSH_TIMEOUT)."""
-        writer = self._writer
-        if writer is None or self._pid != os.getpid() or not writer.is_alive():
-            return
-        done = threading.Event()
-        self._queue.put((None, done))
-        self._wake.set()
-        done.wait(FLUSH_TIMEOUT)
-
-    def close(self) -> None:
-        """Write what is queued and stop the writer thread."""
-        writer = self._writer
-        if writer is not None and self._pid == os.getpid() and writer.is_alive():
-            self._queue.put((None, None))
-            self._wake.set()
-            writer.join(FLUSH_TIMEOUT)
-        self._writer = None
-        super().close()
-
-    def _start(self) -> None:
-        """Start the writer in this process (again after a fork: threads do not survive one)."""
-        with self._start_lock:
-            if self._pid == os.getpid():
-                return
-            self._queue = queue.SimpleQueue()
-            self._wake = threading.Event()
-            self._writer = threading.Thread(target=self._write_forever, name="iris-request-log", daemon=True)
-            self._writer.start()
-            self._pid = os.getpid()
-
-    def _write_forever(self) -> None:
-        # Woken every WRITE_INTERVAL, not per line: a thread woken per line would
-        # itself queue for the GIL behind the request threads, once per request.
-        source, wake = self._queue, self._wake
-        while True:
-            wake.wait(WRITE_INTERVAL)
-            wake.clear()
-            batch = []
-            while True:
-                try:
-                    batch.append(source.get_nowait())
-                except queue.Empty:
-                    break
-            stop = False
-            lines: list[str] = []
-            stream: TextIO | None = None
-            for target, item in batch:
-                if target is None:
-                    _write(stream, lines)
-                    lines, stream = [], None
-                    if item is None:
-                        stop = True
-                    else:
-                        item.set()
-                    continue
-                if target is not stream:
-                    _write(stream, lines)
-                    lines, stream = [], target
-                lines.append(item)
-            _write(stream, lines)
-            if stop:
-                return
-
-
-def _write(stream: TextIO | None, lines: list[str]) -> None:
-    """Write lines with one call; a closed or broken stream drops them (as a dead terminal would)."""
-    if stream is None or not lines:
-        return
-    try:
-        stream.write("\n".join(lines) + "\n")
-        stream.flush()
-    except (OSError, ValueError):
-        pass
-
-
-def flush() -> None:
-    """Wait until every request line logged so far has reached stderr.
-
-    Lines are written by a background thread; a test reading stderr right after a
-    request calls this first.
-    """
-    for handler in logging.getLogger(LOGGER_NAME).handlers:
-        if isinstance(handler, _StderrHandler):
-            handler.flush()
-
-
-def _configure_logger(level: int) -> logging.Logger:
-    """Give the request logger exactly one handler of ours, however many apps are made.
-
-    It does not propagate: the root logger may have its own handler (basicConfig,
-    a server), which would print every line twice.
-    """
-    logger = logging.getLogger(LOGGER_NAME)
-    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
-        logger.addHandler(_StderrHandler())
-    logger.setLevel(level)
-    logger.propagate = False
-    return logger
-
-
-def _level(value: str | int) -> int:
+def level_of(value: str | int) -> int:
     if isinstance(value, int):
         return value
     level = logging.getLevelName(str(value).upper())
@@ -225,13 +83,18 @@ def _printable(text: str) -> str:
 
 
 class RequestLogState:
-    """The hooks and format of one app; lives in ``app.extensions["iris_request_log"]``."""
+    """The hooks, level and format of one app; kept in its state's ``request_log``.
 
-    def __init__(self, logger: logging.Logger, log_format: str, extensions: dict[str, Any] | None = None) -> None:
+    The level is the app's own (``LOG_LEVEL``): the logger's handlers and level are
+    the process's, set by the entry points (``cli/log_writer.py``), never here.
+    """
+
+    def __init__(self, logger: logging.Logger, log_format: str, level: int, state: Any = None) -> None:
         self.logger = logger
         self.log_format = log_format
-        # The app's extensions, to see whether tracing is on without a current_app lookup.
-        self.extensions = extensions if extensions is not None else {}
+        self.level = level
+        # The app's state, to see whether tracing is on without a current_app lookup.
+        self.state = state
         # (Unix second, its ISO text): one tuple, so threads swap it whole.
         self._second: tuple[int, str] = (-1, "")
 
@@ -254,7 +117,7 @@ class RequestLogState:
         rid = _request_id(ctx, req.environ)
         response.headers[REQUEST_ID_HEADER] = rid
         level = logging.ERROR if response.status_code >= 500 else logging.INFO
-        if self.logger.isEnabledFor(level):
+        if level >= self.level and self.logger.isEnabledFor(level):
             self._emit(level, self._format(self._record(ctx, req, rid, response, level)))
         return response
 
@@ -268,13 +131,15 @@ class RequestLogState:
         handlers = logger.handlers
         if len(handlers) == 1 and not logger.filters:
             handler = handlers[0]
-            if type(handler) is _StderrHandler and not handler.filters and handler.level <= level:
-                handler.put(line)
+            put = getattr(handler, "put_line", None)  # the entry points' queued stderr writer
+            if put is not None and not handler.filters and handler.level <= level:
+                put(line)
                 return
         logger.log(level, line)
 
     def _record(self, ctx: Any, req: Any, rid: str, response: Response, level: int) -> dict[str, Any]:
         start = ctx.get(_START)
+        model, result = noted_model(ctx), noted_result(ctx)
         duration_ms = round((time.perf_counter() - start) * 1000.0, 3) if start is not None else None
         record: dict[str, Any] = {
             "time": self._timestamp(ctx.get(_TIME) or time.time()),
@@ -284,12 +149,12 @@ class RequestLogState:
             "path": req.path,
             "status": response.status_code,
             "duration_ms": duration_ms,
-            "model": ctx.get("model_name"),
-            "model_version": ctx.get("model_version"),
-            "batch_size": ctx.get("batch_size"),
+            "model": model.name if model is not None else None,
+            "model_version": model.version if model is not None else None,
+            "batch_size": result.rows if result is not None else None,
             "remote_addr": req.environ.get("REMOTE_ADDR"),
         }
-        if TRACING_KEY in self.extensions:
+        if self.state is not None and self.state.tracing is not None:
             trace_id = current_trace_id()
             if trace_id is not None:
                 record["trace_id"] = trace_id
@@ -336,7 +201,7 @@ class RequestLog:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Configure the ``iris_service.requests`` logger and register the hooks.
+        """Register the hooks; the ``iris_service.requests`` logger itself is left to the process.
 
         Register it early: its before_request hook then sets ``g.request_id`` before
         other hooks run, and its after_request hook runs last, seeing the final status.
@@ -346,8 +211,8 @@ class RequestLog:
         log_format = str(app.config["LOG_FORMAT"]).lower()
         if log_format not in LOG_FORMATS:
             raise ValueError(f"LOG_FORMAT must be one of {LOG_FORMATS}, not {log_format!r}")
-        logger = _configure_logger(_level(app.config["LOG_LEVEL"]))
-        state = RequestLogState(logger, log_format, app.extensions)
-        app.extensions[EXTENSION_KEY] = state
+        service = state_of(app)
+        state = RequestLogState(logging.getLogger(LOGGER_NAME), log_format, level_of(app.config["LOG_LEVEL"]), service)
+        service.request_log = state
         app.before_request(state.before_request)
         app.after_request(state.after_request)

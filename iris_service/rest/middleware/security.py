@@ -1,7 +1,7 @@
 """Access control and response hardening: API keys, security headers, CORS.
 
-``Security().init_app(app)`` reads the settings once and keeps them in
-``app.extensions["iris_security"]``; its hooks then guard every request:
+``Security().init_app(app)`` reads the settings once and keeps them in the app
+state's ``security``; its hooks then guard every request:
 
 - with ``API_KEYS`` set, every route except the probes (health, metrics, the
   protocols' ping and health routes) and the documentation needs one of the keys, as ``Authorization: Bearer <key>`` or
@@ -21,9 +21,9 @@ from typing import Any
 
 from flask import Flask, Response, request
 
+from ..state import state_of
 from .auth import as_list, require_token
 
-EXTENSION_KEY = "iris_security"
 REALM = "iris-service"
 
 #: Routes a probe reads without a key: ours, the scrape, and the protocols' own probes.
@@ -82,7 +82,7 @@ class Security:
             protect_docs=bool(config.get("API_KEYS_PROTECT_DOCS", False)),
             cors_origins=frozenset(o.rstrip("/") for o in as_list(config.get("CORS_ORIGINS"))),
         )
-        app.extensions[EXTENSION_KEY] = settings
+        state_of(app).security = settings
         if app.config.get("ENV_NAME") == "production":
             _forbid_debugger(app)
         app.before_request(lambda: _check_api_key(settings))

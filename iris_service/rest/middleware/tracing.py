@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
 
+from ..state import EXTENSION_KEY, state_of
+
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
 
-EXTENSION_KEY = "iris_tracing"
-SPAN_FACTORY_KEY = "iris_tracing_span"
 TRACER_NAME = "iris_service"
 # Probes and scrapes arrive every few seconds and say nothing about inference.
 # Regexes searched in the full URL, so anchored after the host: a model named
@@ -30,9 +30,17 @@ _NO_SPAN: AbstractContextManager[None] = nullcontext()
 
 @dataclass(frozen=True)
 class TracingState:
-    """What a traced app keeps in ``app.extensions["iris_tracing"]``."""
+    """What a traced app keeps in its state's ``tracing``; ``span`` is what the data plane calls."""
 
     tracer: Tracer
+
+    def span(self, name: str) -> AbstractContextManager[Any]:
+        return self.tracer.start_as_current_span(name)
+
+
+def _tracing() -> TracingState | None:
+    state = current_app.extensions.get(EXTENSION_KEY)
+    return state.tracing if state is not None else None
 
 
 def span(name: str) -> AbstractContextManager[Any]:
@@ -43,15 +51,15 @@ def span(name: str) -> AbstractContextManager[Any]:
     """
     if not has_app_context():
         return _NO_SPAN
-    state = current_app.extensions.get(EXTENSION_KEY)
-    if state is None:
+    tracing = _tracing()
+    if tracing is None:
         return _NO_SPAN
-    return state.tracer.start_as_current_span(name)
+    return tracing.span(name)
 
 
 def current_trace_id() -> str | None:
     """The 32-hex trace id of the current span, for the request log line."""
-    if not has_app_context() or EXTENSION_KEY not in current_app.extensions:
+    if not has_app_context() or _tracing() is None:
         return None
     from opentelemetry import trace
 
@@ -110,7 +118,5 @@ class Tracing:
             tracer_provider=provider,
             excluded_urls=app.config["TRACING_EXCLUDED_URLS"],
         )
-        tracer = provider.get_tracer(TRACER_NAME)
-        app.extensions[EXTENSION_KEY] = TracingState(tracer=tracer)
-        # inference.run looks this callable up by name: span factory, name -> context manager.
-        app.extensions[SPAN_FACTORY_KEY] = tracer.start_as_current_span
+        # The data plane gets this state's span factory when ModelStore builds it.
+        state_of(app).tracing = TracingState(tracer=provider.get_tracer(TRACER_NAME))

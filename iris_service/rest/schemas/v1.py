@@ -6,7 +6,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
 from .base import ResponseSchema
-from .fields import FeatureRows, Rows, max_batch_size, named_rows
+from .fields import FeatureRows, Rows, as_validation_error, max_batch_size, named_rows
 
 _ROW_ONE_OF = [
     {"type": "array", "items": {"type": "number"}, "minItems": 1},
@@ -43,10 +43,12 @@ class ColumnarInputs(FeatureRows):
             if got != expected:
                 raise ValidationError({name: [self.error_messages["column_length"].format(expected=expected, got=got)]})
         limit = max_batch_size()
-        if expected > limit:
+        if limit is not None and expected > limit:
             raise self.make_error("too_many", limit=limit, count=expected)
         rows = [dict(zip(value, values, strict=False)) for values in zip(*value.values(), strict=False)]
-        return named_rows(rows)
+        with as_validation_error():
+            return named_rows(rows)
+        raise AssertionError("unreachable")
 
 
 class V1PredictRequestSchema(Schema):

@@ -1,0 +1,6 @@
+"""``python -m iris_service.cli``: the ``iris-service`` command."""
+import sys
+
+from . import run
+
+sys.exit(run())
