@@ -2,8 +2,10 @@
 
 webargs' default JSON loader silently treats a non-JSON content type as an
 empty body and uses the standard library parser; ours refuses the wrong media
-type (415), parses with orjson (which also rejects NaN/Infinity literals) and
-names what is wrong with a malformed body (400).
+type (415) and any charset but UTF-8 (415: orjson reads UTF-8 only, and a
+Latin-1 body read as UTF-8 would be refused as malformed or, worse, misread),
+parses with orjson (which also rejects NaN/Infinity literals) and names what is
+wrong with a malformed body (400).
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ from werkzeug.wrappers import Response
 from .errors import BadRequest, UnsupportedMediaType
 from .json_provider import json_response
 from .schemas.base import ErrorSchema
+
+#: Charsets a JSON body may declare: UTF-8, and ASCII, which is a subset of it (RFC 8259 8.1).
+JSON_CHARSETS = frozenset({"utf-8", "us-ascii"})
 
 
 class JSONParser(FlaskParser):
@@ -68,6 +73,11 @@ def parse_json_body(req: flask.Request) -> Any:
         raise UnsupportedMediaType(
             f"Send the body as application/json (got {req.mimetype or 'no content type'})."
         )
+    # The raw header first: most clients declare no charset, and parsing it costs more.
+    if "charset" in req.environ.get("CONTENT_TYPE", "").lower():
+        charset = req.mimetype_params.get("charset")
+        if charset is not None and charset.strip().lower() not in JSON_CHARSETS:
+            raise UnsupportedMediaType(f"Send the JSON body as UTF-8 (got charset {charset[:40]!r}).")
     data = req.get_data(cache=True)
     if not data.strip():
         raise BadRequest("The request body is empty; send a JSON object.")
