@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .json_provider import json_response
+from .request_log import printable
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,8 @@ def _handle_unexpected(error: BaseException) -> Response:
         return _handle_http_exception(error)
     log.error(
         "unhandled error on %s %s (request id %s)",
-        request.method,
-        request.path,
+        printable(request.method),
+        printable(request.path),  # a client's path: a newline in it must not start a line
         getattr(g, "request_id", "-"),
         exc_info=error,
     )
