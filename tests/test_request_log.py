@@ -160,6 +160,46 @@ def test_text_format_escapes_control_characters(log: RequestLogLines) -> None:
     assert "\n" not in line and "/evil\\nfake line" in line
 
 
+@pytest.mark.parametrize(
+    ("address", "shown"),
+    [
+        ("1.2.3.4\nFAKE LINE", r"1.2.3.4\nFAKE\x20LINE"),
+        ("1.2.3.4\r\n2026-01-01T00:00:00.000Z INFO forged", r"1.2.3.4\r\n2026-01-01T00:00:00.000Z\x20INFO\x20forged"),
+        ("1.2.3.4\x85FAKE", r"1.2.3.4\x85FAKE"),
+        ("1.2.3.4\u2028FAKE", r"1.2.3.4\u2028FAKE"),
+        ("1.2.3.4\x1b[2K", r"1.2.3.4\x1b[2K"),
+        ("1.2.3.4\\nnot-a-newline", r"1.2.3.4\\nnot-a-newline"),
+    ],
+    ids=["lf", "crlf", "nel", "line-separator", "terminal-escape", "backslash"],
+)
+def test_text_format_escapes_the_client_address(log: RequestLogLines, address: str, shown: str) -> None:
+    """REMOTE_ADDR is a client's text behind a trusted proxy (waitress takes it from X-Forwarded-For)."""
+    make_app(LOG_FORMAT="text").test_client().post(
+        "/predict", json={"instances": [[1]]}, headers={REQUEST_ID_HEADER: "addr-1"},
+        environ_overrides={"REMOTE_ADDR": address},
+    )
+    [line] = log.lines
+    assert line.splitlines() == [line]
+    match = re.fullmatch(r"\S+Z INFO addr-1 POST /predict 200 [0-9.]+ms client=(\S+) model=iris@1 rows=1", line)
+    assert match is not None, line
+    assert match.group(1) == shown
+
+
+def test_json_format_keeps_the_client_address_on_one_line(log: RequestLogLines) -> None:
+    make_app().test_client().post("/predict", json={"instances": [[1]]},
+                                  environ_overrides={"REMOTE_ADDR": "1.2.3.4\nFAKE LINE"})
+    [line] = log.lines
+    assert "\n" not in line
+    assert orjson.loads(line)["remote_addr"] == "1.2.3.4\nFAKE LINE"
+
+
+def test_text_format_escapes_the_method(log: RequestLogLines) -> None:
+    make_app(LOG_FORMAT="text").test_client().open("/predict", method="GET\nFAKE 200")
+    [line] = log.lines
+    assert line.splitlines() == [line]
+    assert r" GET\nFAKE\x20200 /predict 405 " in line
+
+
 def test_log_level_filters_lines(log: RequestLogLines) -> None:
     client = with_error_handler(make_app(LOG_LEVEL="WARNING")).test_client()
     client.post("/predict", json={"instances": [[1]]})

@@ -2,10 +2,12 @@
 
 webargs' default JSON loader silently treats a non-JSON content type as an
 empty body and uses the standard library parser; ours refuses the wrong media
-type (415), parses with orjson (which also rejects NaN/Infinity literals) and
-names what is wrong with a malformed body (400). Each blueprint declares once
-its error style and its protocol's input error (whose status invalid bodies
-get), and how its bodies are read when they are not plain JSON.
+type (415) and any charset but UTF-8 (415: orjson reads UTF-8 only, and a
+Latin-1 body read as UTF-8 would be refused as malformed or, worse, misread),
+parses with orjson (which also rejects NaN/Infinity literals) and names what is
+wrong with a malformed body (400). Each blueprint declares once its error style
+and its protocol's input error (whose status invalid bodies get), and how its
+bodies are read when they are not plain JSON.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ from .schemas.base import ErrorSchema
 
 #: Reads a request's body into what the schema loads (plain JSON by default).
 BodyLoader = Callable[[flask.Request], Any]
+#: Charsets a JSON body may declare: UTF-8, and ASCII, which is a subset of it (RFC 8259 8.1).
+JSON_CHARSETS = frozenset({"utf-8", "us-ascii"})
 
 
 class JSONParser(FlaskParser):
@@ -85,6 +89,11 @@ def parse_json_body(req: flask.Request) -> Any:
         raise UnsupportedMediaType(
             f"Send the body as application/json (got {req.mimetype or 'no content type'})."
         )
+    # The raw header first: most clients declare no charset, and parsing it costs more.
+    if "charset" in req.environ.get("CONTENT_TYPE", "").lower():
+        charset = req.mimetype_params.get("charset")
+        if charset is not None and charset.strip().lower() not in JSON_CHARSETS:
+            raise UnsupportedMediaType(f"Send the JSON body as UTF-8 (got charset {charset[:40]!r}).")
     data = req.get_data(cache=True)
     if not data.strip():
         raise BadRequest("The request body is empty; send a JSON object.")

@@ -19,6 +19,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from ..errors import IrisServiceError
 from .json import json_response
+from .middleware.request_log import printable
 
 log = logging.getLogger("iris_service.errors")
 
@@ -105,17 +106,12 @@ def _handle_unexpected(error: BaseException) -> Response:
         return _handle_http_exception(error)
     log.error(
         "unhandled error on %s %s (request id %s)",
-        request.method,
-        _printable(request.path),
+        printable(request.method),
+        printable(request.path),  # a client's path: a newline in it must not start a line
         g.get("request_id", "-"),
         exc_info=error,
     )
     return error_response(500, "Internal server error; the error was logged.")
-
-
-def _printable(text: str) -> str:
-    """Control characters escaped: a crafted path cannot forge log lines."""
-    return text.encode("unicode_escape").decode("ascii")
 
 
 def _message_for(error: HTTPException, errors: Any) -> str:

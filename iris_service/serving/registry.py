@@ -61,6 +61,14 @@ class ModelSource:
         return self.model_dir / wanted
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters, non-ASCII and backslashes escaped for a log line.
+
+    The escaping of ``request_log.printable``, kept here so the registry stays free of Flask.
+    """
+    return text.encode("unicode_escape").decode("ascii")
+
+
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-_]", version))
 
@@ -153,9 +161,12 @@ class Registry:
             except IrisServiceError as exc:
                 if slot.model is None:
                     slot.error = exc.message
-                log.warning("loading model %s (version %s) failed, %s: %s", name, version or "default",
+                # The version comes from a client (the admin reload's query): escaped, as is
+                # the message quoting it, so a newline in it cannot write a line of its own.
+                log.warning("loading model %s (version %s) failed, %s: %s", _printable(name),
+                            _printable(version or "default"),
                             "nothing served" if slot.model is None else "the old version keeps serving",
-                            exc.message)
+                            _printable(exc.message))
                 self._notify(name, None, exc)
                 raise
             slot.model = model

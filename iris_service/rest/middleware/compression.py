@@ -1,8 +1,11 @@
-"""gzip on the wire: compressed request bodies in, large answers compressed out.
+"""Compression on the wire: gzip or deflate request bodies in, large answers gzipped out.
 
-Requests with ``Content-Encoding: gzip`` are decompressed as they are read, a
-chunk at a time, and never past ``MAX_CONTENT_LENGTH`` decompressed bytes, so a
-gzip bomb costs the server at most that much memory before it answers 413.
+Requests with ``Content-Encoding: gzip`` (every member of a multi-member body) or
+``deflate`` (zlib-wrapped as RFC 9110 says, or the raw deflate some clients send)
+are decompressed as they are read, a chunk at a time, and never past
+``MAX_CONTENT_LENGTH`` decompressed bytes, so a bomb costs the server at most that
+much memory before it answers 413. Any other coding is a 415 when the body is read:
+reading it as plain JSON would answer for bytes the client did not mean.
 Answers of at least ``COMPRESS_MIN_SIZE`` bytes are gzip-compressed for clients
 that accept it (a 10,000-row batch answer shrinks about tenfold), as MLServer does.
 """
@@ -16,15 +19,22 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
+from ...errors import BadRequest, UnsupportedMediaType
 from ..state import state_of
 
 DEFAULT_MIN_SIZE = 1024
 DEFAULT_LEVEL = 5
 _CHUNK = 64 * 1024
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+#: Request codings by ``Content-Encoding`` value (lowercased), and what they decode as.
+_DECODED = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+#: Values that mean the body is sent as it is.
+_PLAIN = ("", "identity")
+#: What a 415 for an unknown coding offers instead (RFC 9110 15.5.16: in ``Accept-Encoding``).
+SUPPORTED_REQUEST_ENCODINGS = "gzip, deflate"
 _COMPRESSIBLE = ("application/json", "text/", "application/javascript", "image/svg+xml")
 
 
@@ -38,7 +48,7 @@ class CompressionSettings:
 
 
 class Compression:
-    """Flask extension: gzip request bodies (bounded) and gzip answers."""
+    """Flask extension: gzip and deflate request bodies (bounded) and gzip answers."""
 
     def __init__(self, app: Flask | None = None) -> None:
         if app is not None:
@@ -57,18 +67,19 @@ class Compression:
             enabled=bool(app.config.get("COMPRESS_RESPONSES", True)),
         )
         state_of(app).compression = settings
-        app.wsgi_app = GzipRequestMiddleware(app.wsgi_app, app)  # type: ignore[method-assign]
+        app.wsgi_app = RequestDecodingMiddleware(app.wsgi_app, app)  # type: ignore[method-assign]
         if settings.enabled:
             app.after_request(lambda response: compress_response(response, settings))
         return settings
 
 
-class GzipRequestMiddleware:
-    """WSGI middleware: hand the app a decompressing ``wsgi.input`` for gzip bodies.
+class RequestDecodingMiddleware:
+    """WSGI middleware: hand the app a decoding ``wsgi.input`` for a compressed body.
 
-    The stream is lazy, so nothing is decompressed unless a view reads the body,
-    and Werkzeug's ``max_content_length`` check and ours both apply to the
-    decompressed bytes; errors surface inside the request, as JSON answers.
+    The stream is lazy, so nothing is decompressed (or refused) unless a view reads
+    the body, and Werkzeug's ``max_content_length`` check and ours both apply to the
+    decompressed bytes; errors surface inside the request, as JSON answers in the
+    route's error shape.
     """
 
     def __init__(self, wsgi_app: Any, app: Flask) -> None:
@@ -76,34 +87,77 @@ class GzipRequestMiddleware:
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
-        if encoding in ("gzip", "x-gzip"):
+        header = environ.get("HTTP_CONTENT_ENCODING")
+        if header is None:
+            return self.wsgi_app(environ, start_response)
+        encoding = header.strip().lower()
+        if encoding in _PLAIN:
+            return self.wsgi_app(environ, start_response)
+        coding = _DECODED.get(encoding)
+        stream: io.RawIOBase
+        if coding is None:
+            # br, zstd, a list of codings ("gzip, br"), anything made up: refused on read.
+            stream = RefusedStream(header.strip())
+        else:
             limit = self.app.config.get("MAX_CONTENT_LENGTH")
             # Bound the compressed bytes too (by Content-Length or the limit), lazily:
             # a 413 raised here, outside Flask, could not become a JSON answer.
             original = dict(environ)
-            stream = GunzipStream(lambda: get_input_stream(original, max_content_length=limit), limit)
-            environ["wsgi.input"] = io.BufferedReader(stream, buffer_size=_CHUNK)
-            environ["wsgi.input_terminated"] = True
-            environ.pop("CONTENT_LENGTH", None)
+            stream = InflateStream(lambda: get_input_stream(original, max_content_length=limit), limit, coding)
             environ.pop("HTTP_CONTENT_ENCODING", None)
             environ["iris_service.request_encoding"] = encoding
+        environ["wsgi.input"] = io.BufferedReader(stream, buffer_size=_CHUNK)
+        environ["wsgi.input_terminated"] = True
+        environ.pop("CONTENT_LENGTH", None)
         return self.wsgi_app(environ, start_response)
 
 
-class GunzipStream(io.RawIOBase):
+class RefusedStream(io.RawIOBase):
+    """A body in a coding we cannot decode: reading it is a 415 naming the ones we can."""
+
+    def __init__(self, encoding: str) -> None:
+        self._encoding = encoding
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        shown = self._encoding if len(self._encoding) <= 40 else self._encoding[:40] + "..."
+        raise UnsupportedMediaType(
+            f"Content-Encoding {shown!r} is not supported; send the body as gzip, deflate or identity.",
+            headers={"Accept-Encoding": SUPPORTED_REQUEST_ENCODINGS},
+        )
+
+
+def _is_zlib_header(head: bytes) -> bool:
+    """Whether two bytes open a zlib stream (RFC 1950), not raw deflate (RFC 1951).
+
+    A zlib header says deflate (CM 8) with a window of at most 32 KiB and its check
+    bits make it a multiple of 31. Raw deflate cannot start that way unless it opens
+    with a non-final stored block whose padding bits are not zero, which no encoder writes.
+    """
+    cmf, flg = head[0], head[1]
+    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf << 8 | flg) % 31 == 0
+
+
+class InflateStream(io.RawIOBase):
     """A raw stream of the decompressed body that refuses to grow past ``limit`` bytes.
 
     Each ``readinto`` inflates at most the caller's buffer size (``max_length``),
     keeping the unconsumed input for the next call: memory stays one chunk however
-    large the body claims to be.
+    large the body claims to be. A gzip body is every member in turn (what
+    ``gzip -c a b`` writes), the limit counting them all; a deflate body is one stream.
+    Bytes after the end that do not decode are a 400, not silently dropped.
     """
 
-    def __init__(self, open_raw: Callable[[], IO[bytes]], limit: int | None) -> None:
+    def __init__(self, open_raw: Callable[[], IO[bytes]], limit: int | None, coding: str = "gzip") -> None:
         self._open_raw = open_raw
         self._raw: IO[bytes] | None = None
         self._limit = limit
-        self._inflater = zlib.decompressobj(_GZIP_WBITS)
+        self._coding = coding
+        # Made when a member's first bytes arrive (deflate picks zlib or raw from them).
+        self._inflater: Any = None
+        self._members = 0
         self._pending = b""
         self._produced = 0
         self._eof = False
@@ -113,40 +167,63 @@ class GunzipStream(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        out = self._inflate(len(view))
+        limit = self._limit
+        # Never inflate more than one byte past the limit: one inflate call could
+        # otherwise overshoot it, and a reader that stops at the limit would then
+        # see a body cut short instead of a 413.
+        out = self._inflate(len(view) if limit is None else min(len(view), limit - self._produced + 1))
         if out:
             self._produced += len(out)
-            if self._limit is not None and self._produced >= self._limit and self._inflate(1):
-                # Readers stop at exactly the limit (Werkzeug's does), so look one
-                # byte past it: anything there makes the body too large.
+            # Readers stop at exactly the limit (Werkzeug's does), so look one byte
+            # past it: anything there makes the body too large.
+            if limit is not None and (self._produced > limit or (self._produced == limit and self._inflate(1))):
                 raise RequestEntityTooLarge()
             view[: len(out)] = out
         return len(out)
 
+    def _read_raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = self._open_raw()
+        return self._raw.read(_CHUNK)
+
     def _inflate(self, size: int) -> bytes:
-        """Up to ``size`` decompressed bytes; ``b""`` at the end of the gzip member."""
+        """Up to ``size`` decompressed bytes; ``b""`` at the end of the body."""
         while not self._eof:
             if not self._pending:
-                if self._raw is None:
-                    self._raw = self._open_raw()
-                self._pending = self._raw.read(_CHUNK)
+                self._pending = self._read_raw()
                 if not self._pending:
-                    if not self._inflater.eof:
-                        raise BadRequest("The gzip request body is truncated.")
+                    if self._inflater is not None or self._members == 0:
+                        raise BadRequest(f"The {self._coding} request body is truncated.")
                     self._eof = True
                     break
+            if self._inflater is None:
+                self._inflater = self._start_member()
             try:
                 out = self._inflater.decompress(self._pending, size)
             except zlib.error:
-                raise BadRequest("The request body is not valid gzip.") from None
+                raise BadRequest(f"The request body is not valid {self._coding}.") from None
             self._pending = self._inflater.unconsumed_tail
             if self._inflater.eof:
-                # Trailing bytes after the gzip member are ignored, as gzip(1) does.
-                self._pending = b""
-                self._eof = True
+                # What follows this member (if anything) starts the next one.
+                self._pending = self._inflater.unused_data
+                self._inflater = None
+                self._members += 1
             if out:
                 return out
         return b""
+
+    def _start_member(self) -> Any:
+        """A decompressor for the member starting at ``self._pending``."""
+        if self._coding == "gzip":
+            return zlib.decompressobj(_GZIP_WBITS)
+        if self._members:
+            raise BadRequest("The request body is not valid deflate: bytes follow the end of its stream.")
+        while len(self._pending) < 2:
+            more = self._read_raw()
+            if not more:
+                raise BadRequest("The deflate request body is truncated.")
+            self._pending += more
+        return zlib.decompressobj(zlib.MAX_WBITS if _is_zlib_header(self._pending) else -zlib.MAX_WBITS)
 
 
 def accepts_gzip() -> bool:

@@ -77,9 +77,26 @@ def level_of(value: str | int) -> int:
     return level
 
 
-def _printable(text: str) -> str:
-    """Escape control characters, so a crafted path cannot forge text log lines."""
+def printable(text: str) -> str:
+    """``text`` with control characters, non-ASCII and backslashes escaped, so it cannot forge log lines.
+
+    A client's value (a path, an address from ``X-Forwarded-For``, a version in a
+    query) may hold a newline or a character that viewers and ``splitlines`` take
+    for one (``\\x85``, ``\\u2028``); escaped, a line stays one line, and escaping the
+    backslash too keeps an escape told apart from the characters it stands for.
+    """
+    if text.isascii() and text.isprintable() and "\\" not in text:
+        return text  # the usual case, without encoding a copy
     return text.encode("unicode_escape").decode("ascii")
+
+
+def _token(text: object) -> str:
+    """``printable`` for a field that is one word of the text line: spaces escaped too.
+
+    An address or a method never holds a space, so one in them can only be a
+    client's attempt to write fields of its own into the line.
+    """
+    return printable(str(text)).replace(" ", "\\x20")
 
 
 class RequestLogState:
@@ -183,8 +200,8 @@ class RequestLogState:
             return orjson.dumps(record).decode()
         line = (
             f"{record['time']} {record['level']} {record['request_id']} "
-            f"{record['method']} {_printable(record['path'])} {record['status']} "
-            f"{record['duration_ms']}ms client={record['remote_addr']}"
+            f"{_token(record['method'])} {printable(record['path'])} {record['status']} "
+            f"{record['duration_ms']}ms client={_token(record['remote_addr'])}"
         )
         if record["model"] is not None:
             line += f" model={record['model']}@{record['model_version']} rows={record['batch_size']}"
