@@ -33,7 +33,13 @@ def run(name: str | None, body: Any, codec: Codec, version: str | None = None) -
         raise getattr(codec, "INPUT_ERROR", InvalidInput)(f"At most {limit} rows per request; got {rows}.")
     ctx.batch_size = rows
     with span("predict"):
-        prediction = model.predict(decoded.x)
+        try:
+            prediction = model.predict(decoded.x)
+        except InvalidInput as refused:
+            # A runtime refusing values it cannot answer (linear.finite_probabilities)
+            # answers with the protocol's input status, like the decoder's refusals.
+            error = getattr(codec, "INPUT_ERROR", InvalidInput)
+            raise error(refused.message, errors=refused.errors) from refused
     ctx.prediction = prediction
     ctx.model = model
     if rows == 1 and prediction.classes is not None and model.class_names:

@@ -280,12 +280,13 @@ def test_any_finite_rows_answer_as_scikit_learn_or_422(both_models, rows: list[l
             _assert_answers_as_scikit_learn(estimator, fast, x[i : i + 1])
 
 
-def test_a_row_scikit_learn_cannot_answer_finitely_is_refused_with_422(client, iris_artifact: Path) -> None:
+def test_a_row_scikit_learn_cannot_answer_finitely_is_refused(client, iris_artifact: Path) -> None:
     """The issue's row: scikit-learn's own probabilities are NaN there, so no 200 with nulls.
 
     Its ``predict`` says virginica (the argmax of decision scores, one of them
     inf), its ``predict_proba`` NaN (inf - inf in the softmax): there is no
-    probability to serve, so the request is refused.
+    probability to serve, so the request is refused, with 422 on the native
+    routes and 400 on V1, V2 and MLflow like their other input errors.
     """
     estimator = _sklearn(iris_artifact).estimator
     with np.errstate(all="ignore"):
@@ -300,8 +301,11 @@ def test_a_row_scikit_learn_cannot_answer_finitely_is_refused_with_422(client, i
     tensor = {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": HUGE_ROW}
     body = {"inputs": [tensor], "outputs": [{"name": "predict_proba"}]}
     v2 = client.post("/v2/models/iris/infer", json=body)
-    assert v2.status_code == 422
+    assert v2.status_code == 400
     assert v2.get_json() == {"error": f"Row 0: {TOO_LARGE}"}
+    v1 = client.post("/v1/models/iris:predict", json={"instances": [KNOWN_ROWS[0][0], HUGE_ROW]})
+    assert v1.status_code == 400
+    assert v1.get_json() == {"error": f"Row 1: {TOO_LARGE}"}
 
 
 NAMES = ("setosa", "versicolor", "virginica")
@@ -378,8 +382,8 @@ def test_rows_up_to_the_limits_take_the_fast_arithmetic_and_stay_exact(
 def test_binary_model_on_extreme_rows_answers_as_scikit_learn(both_models) -> None:
     """Each row alone and all together: scikit-learn's answer for that same input, or the 422.
 
-    [0, max, max, -max] is finite alone and NaN in a batch on OpenBLAS (its
-    kernels overflow differently), hence the comparison on the same array.
+    With numpy's OpenBLAS, [0, max, max, -max] is finite alone and NaN in a
+    batch (its kernels overflow differently), hence the comparison on the same array.
     """
     estimator, fast = both_models[1]
     assert len(estimator.classes_) == 2
