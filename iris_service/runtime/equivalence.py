@@ -7,6 +7,7 @@ its calls on the same rows.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,11 +45,14 @@ def ranges_of(manifest: Manifest) -> tuple[npt.NDArray[np.float64], npt.NDArray[
     return low, high, found
 
 
-def stress_sample(manifest: Manifest, seed: int = 20240607) -> npt.NDArray[np.float64]:
-    """Corners and middle of the ranges, uniform draws, far-out rows and standard normal rows.
+def stress_sample(manifest: Manifest, seed: int = 20240607, extreme: bool = False) -> npt.NDArray[np.float64]:
+    """Corners and middle of the ranges, uniform draws, far-out rows, standard normal rows (and extreme rows).
 
     Far-out rows exercise saturated probabilities, where rounding differences
-    between two implementations of the same formula would show.
+    between two implementations of the same formula would show. ``extreme`` adds
+    rows at the ends of float64 (last, so the first batches stay ordinary), where
+    products and sums overflow or underflow: a float64 path answering them
+    otherwise than its reference is refused. float32 runtimes (ONNX) cannot take them.
     """
     n = manifest.n_features
     low, high, _ = ranges_of(manifest)
@@ -57,7 +61,36 @@ def stress_sample(manifest: Manifest, seed: int = 20240607) -> npt.NDArray[np.fl
     uniform = low + rng.random((UNIFORM_ROWS, n)) * span
     corners = np.array([low, high, (low + high) / 2])
     far = (low + high) / 2 + rng.standard_normal((FAR_ROWS, n)) * span * 10
-    return np.concatenate([corners, uniform, far, rng.standard_normal((FAR_ROWS, n))])
+    ordinary = [corners, uniform, far, rng.standard_normal((FAR_ROWS, n))]
+    return np.concatenate(ordinary + ([_extreme_rows((low + high) / 2, rng)] if extreme else []))
+
+
+_MAX = float(np.finfo(np.float64).max)
+_TINY = 5e-324
+#: Magnitudes of the extreme rows: from subnormal, across a fast path's exact limits
+#: (about 1e4 for iris), to where products and sums overflow.
+_EXTREMES = (_TINY, 1e3, 1e4, 1e5, 1e6, 1e15, 1e30, 1e100, 1e154, 1e200, 1e300, 1e308, _MAX)
+
+
+def _extreme_rows(middle: npt.NDArray[np.float64], rng: np.random.Generator) -> npt.NDArray[np.float64]:
+    """Rows at the ends of float64, where products and sums overflow, underflow or cancel.
+
+    Zeros; each magnitude of ``_EXTREMES`` in every feature, with equal,
+    alternating and random signs; and one extreme feature among ordinary ones,
+    where a single product overflows.
+    """
+    n = len(middle)
+    alternating = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    signs = np.concatenate([np.ones((1, n)), alternating[None, :], rng.choice([-1.0, 1.0], size=(2, n))])
+    rows = [np.zeros((1, n))]
+    for value in _EXTREMES:
+        rows += [signs * value, -signs * value]
+    for value in (_TINY, 1e5, 1e308, _MAX):
+        for sign in (1.0, -1.0):
+            one = np.tile(middle, (n, 1))
+            np.fill_diagonal(one, sign * value)
+            rows.append(one)
+    return np.concatenate(rows)
 
 
 def training_sample(manifest: Manifest, rows: int = 1000, seed: int = 0) -> Sample:
@@ -96,9 +129,23 @@ class Comparison:
     same_outputs: bool = True
     worst: float = 0.0
     where: str = ""
+    #: "candidate" or "reference": which one alone has a non-finite answer (which the data plane refuses).
+    refused_by: str | None = None
 
     def agrees(self, tolerance: float) -> bool:
-        return self.same_outputs and not self.class_mismatches and self.worst <= tolerance
+        return self.refused_by is None and self.same_outputs and not self.class_mismatches and self.worst <= tolerance
+
+    def problem(self, tolerance: float) -> str | None:
+        """Why the candidate may not replace the reference, in a few words (None when it may)."""
+        if self.refused_by == "candidate":
+            return f"has no finite answer where the reference has one{self.where}"
+        if self.refused_by == "reference":
+            return f"answers where the reference has no finite answer{self.where}"
+        if self.class_mismatches or not self.same_outputs:
+            return f"predicts other classes{self.where}"
+        if not self.worst <= tolerance:
+            return f"differs by {self.worst:.3g} in probability{self.where}"
+        return None
 
 
 def compare(
@@ -114,22 +161,34 @@ def compare(
 
 
 def compare_rows(
-    reference: Model, candidate: Model, x: npt.NDArray[np.float64], tolerance: float
+    reference: Model, candidate: Model, x: npt.NDArray[np.float64], tolerance: float, batch: int = 64
 ) -> Comparison:
-    """``compare`` in one batch and then row by row (a one-row request may take its own path).
+    """``compare`` in batches of ``batch`` rows, on all of ``x``, then row by row.
 
-    The reference answers once, in a batch. Returns the batch's comparison if
-    it already disagrees, else the first row that disagrees (``where`` names
-    it), else the batch's.
+    A one-row request may take its own path and ordinary batches another, so all
+    are tried. The reference's answer for a row can depend on the batch around it
+    (BLAS kernels overflow differently), so a row that does not match the whole
+    sample's answer is compared with the reference on that row alone. Returns
+    the first comparison that disagrees (``where`` names its rows), else the
+    whole sample's.
     """
+    for start in range(0, len(x), batch):
+        chunk = x[start : start + batch]
+        result = compare(reference, candidate, chunk)
+        if not result.agrees(tolerance):
+            return dataclasses.replace(result, where=f" on rows {start}-{start + len(chunk) - 1}")
     want = reference.predict(x)
     whole = _difference(want, candidate.predict(x), False)
     if not whole.agrees(tolerance):
         return whole
     for i in range(len(x)):
-        row = _difference(_row(want, i), candidate.predict(x[i : i + 1]), False)
-        if not row.agrees(tolerance):
-            return Comparison(1, row.class_mismatches, row.first_mismatch, row.same_outputs, row.worst, f" on row {i}")
+        row = x[i : i + 1]
+        got = candidate.predict(row)
+        if _difference(_row(want, i), got, False).agrees(tolerance):
+            continue
+        alone = _difference(reference.predict(row), got, False)
+        if not alone.agrees(tolerance):
+            return dataclasses.replace(alone, where=f" on row {i}")
     return whole
 
 
@@ -139,7 +198,12 @@ def _row(prediction: Prediction, i: int) -> Prediction:
 
 
 def _difference(want: Prediction, got: Prediction, relative_values: bool) -> Comparison:
+    """How ``got`` differs from ``want``; an answer with any non-finite number is one the data plane refuses."""
     rows = len(want)
+    want_refused, got_refused = not _finite(want), not _finite(got)
+    if want_refused or got_refused:
+        refused_by = None if want_refused == got_refused else ("candidate" if got_refused else "reference")
+        return Comparison(rows, refused_by=refused_by)
     mismatches, first = 0, None
     if want.classes is not None:
         if got.classes is None or got.classes.shape != want.classes.shape:
@@ -155,6 +219,9 @@ def _difference(want: Prediction, got: Prediction, relative_values: bool) -> Com
         diff = np.abs(a - b)
         if relative:
             diff = diff / max(1.0, float(np.max(np.abs(a))))
-        gap = float(np.max(diff)) if diff.size else 0.0
-        worst = max(worst, gap if gap == gap else float("inf"))  # NaN never agrees
+        worst = max(worst, float(np.max(diff)) if diff.size else 0.0)
     return Comparison(rows, mismatches, first, True, worst)
+
+
+def _finite(prediction: Prediction) -> bool:
+    return all(part is None or bool(np.isfinite(part).all()) for part in (prediction.probabilities, prediction.values))

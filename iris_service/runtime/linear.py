@@ -5,11 +5,16 @@ validation and dispatch around a 4x3 matrix product; the same formulas in plain
 numpy take a few microseconds. The path is only used after it reproduced
 scikit-learn's classes exactly and its probabilities within ``TOLERANCE`` on a
 sample of rows; any other estimator, or any disagreement, keeps scikit-learn.
+Rows too large for that arithmetic to be exact (overflow, or rounding beyond
+``TOLERANCE``) are scikit-learn's to answer, so the answer is scikit-learn's
+wherever it is not provably the same; an answer whose probabilities are not
+finite is refused by the data plane, as for every runtime.
 """
 from __future__ import annotations
 
 import logging
 import math
+from math import hypot
 from operator import mul
 from typing import Any
 
@@ -24,6 +29,10 @@ log = logging.getLogger("iris_service.linear")
 
 #: Largest allowed difference to scikit-learn's probabilities on the check sample.
 TOLERANCE = 1e-9
+#: Rounding allowed in a decision score summed in another order than scikit-learn's BLAS.
+SCORE_ERROR = TOLERANCE / 10
+#: Rows per batch in the load-time check (batches of ordinary rows take the numpy path).
+CHECK_BATCH = 64
 
 
 class LinearModel(SklearnModel):
@@ -39,6 +48,13 @@ class LinearModel(SklearnModel):
     microsecond per operation whatever the size, a dozen operations for one row,
     five times the arithmetic. Its sums may round differently from BLAS in the
     last bit, well inside ``TOLERANCE``; the load-time check covers both paths.
+
+    Both paths only take rows within ``exact_limits``: beyond them a product or
+    sum could overflow (where scikit-learn's BLAS, with its own order and FMA,
+    may not, or may differently), or round by more than ``TOLERANCE`` allows. A
+    larger row, or a batch holding one, is answered by scikit-learn itself on the
+    same array, so it is scikit-learn's answer bit for bit (NaN included, which
+    the data plane refuses).
     """
 
     def __init__(self, estimator: Any, manifest: Any) -> None:
@@ -49,6 +65,7 @@ class LinearModel(SklearnModel):
         self._binary = len(self._classes) <= 2
         self._row_coef = coef.tolist()
         self._row_intercept = self._intercept.tolist()
+        self._norm_limit, self._value_limit = exact_limits(coef, self._intercept)
         if self._binary:
             from scipy.special import expit  # scipy comes with scikit-learn
 
@@ -56,7 +73,15 @@ class LinearModel(SklearnModel):
 
     def predict(self, x: npt.NDArray[np.float64]) -> Prediction:
         if x.shape[0] == 1:
-            return self._predict_row(x[0].tolist())
+            row = x[0].tolist()
+            # The one check on the one-row path: hypot is a single C call that
+            # never raises (a norm beyond float64 is inf, and inf fails the comparison).
+            if hypot(*row) <= self._norm_limit:
+                return self._predict_row(row)
+            return self._scikit_learn(x)
+        # Two reductions without a temporary; a NaN would fail them too.
+        if x.size and not (x.max() <= self._value_limit and -x.min() <= self._value_limit):
+            return self._scikit_learn(x)
         scores = x @ self._coef_t + self._intercept
         if self._binary:
             positive = self._expit(scores[:, 0])
@@ -87,6 +112,37 @@ class LinearModel(SklearnModel):
             proba = [e / total for e in exps]
         # list.index(max) is numpy's argmax: the first of equal maxima.
         return Prediction(classes=np.array([proba.index(max(proba))]), probabilities=np.array([proba]))
+
+    def _scikit_learn(self, x: npt.NDArray[np.float64]) -> Prediction:
+        """scikit-learn's own answer on ``x``.
+
+        The whole array goes, not just its large rows: where BLAS overflows
+        depends on the kernel it picks for the array's shape, so only the same
+        call gives the same answer.
+        """
+        return super().predict(x)
+
+
+def exact_limits(coef: npt.NDArray[np.float64], intercept: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """The largest Euclidean norm, and largest ``|x_j|``, of a row the fast arithmetic may take.
+
+    Within them ``sum |w_j x_j| + |b|``, and so every product, partial sum and
+    decision score, stays below ``bound = SCORE_ERROR / ((n + 2) * eps)``:
+    nothing overflows, and any summation order (BLAS with or without FMA: n + 1
+    roundings; ``math.fsum`` and the intercept: three) lands within
+    ``(n + 2) * eps / 2 * bound = SCORE_ERROR / 2`` of the exact score. Two
+    paths' scores then differ by under ``SCORE_ERROR``, which moves a softmax or
+    expit by under ``2 * SCORE_ERROR``, well inside ``TOLERANCE``. The sum is
+    bounded by ``|w| |x|`` (Cauchy-Schwarz) for the norm limit and by
+    ``sum |w_j| * max |x_j|`` for the value limit. For iris both are about 1e4.
+    """
+    n = coef.shape[1]
+    bound = SCORE_ERROR / ((n + 2) * float(np.finfo(np.float64).eps))
+    room = max(bound - float(np.max(np.abs(intercept), initial=0.0)), 0.0)
+    norm = float(np.max(np.sqrt(np.sum(coef * coef, axis=1)), initial=0.0))
+    total = float(np.max(np.sum(np.abs(coef), axis=1), initial=0.0))
+    # All-zero weights: every product is zero, so any finite row is exact.
+    return (room / norm if norm else math.inf), (room / total if total else math.inf)
 
 
 def accelerate(model: Model) -> Model:
@@ -120,18 +176,15 @@ def _qualifies(estimator: Any) -> bool:
 
 
 def check_sample(model: Model) -> npt.NDArray[np.float64]:
-    """The rows both paths are compared on at load (``equivalence.stress_sample``)."""
-    return stress_sample(model.manifest)
+    """The rows both paths are compared on at load: ``equivalence.stress_sample`` with extreme rows."""
+    return stress_sample(model.manifest, extreme=True)
 
 
 def disagreement(reference: Model, fast: Model, sample: npt.NDArray[np.float64]) -> str | None:
     """Why ``fast`` may not replace ``reference`` on ``sample`` (None when it may).
 
-    Checked in one batch and row by row: a one-row request takes its own path.
+    ``equivalence.compare_rows``: batches of ``CHECK_BATCH`` rows (ordinary ones
+    take the numpy batch path), the whole sample, and every row alone (the
+    one-row path); where scikit-learn has no finite answer, neither may ``fast``.
     """
-    result = compare_rows(reference, fast, sample, TOLERANCE)
-    if result.class_mismatches or not result.same_outputs:
-        return f"predicts other classes{result.where}"
-    if not result.worst <= TOLERANCE:
-        return f"differs by {result.worst:.3g} in probability{result.where}"
-    return None
+    return compare_rows(reference, fast, sample, TOLERANCE, CHECK_BATCH).problem(TOLERANCE)

@@ -65,8 +65,9 @@ class SklearnModel(ManifestModel):
     def predict(self, x: npt.NDArray[np.float64]) -> Prediction:
         import sklearn
 
-        # Codecs already checked shape and finiteness; scikit-learn need not again.
-        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        # Protocols already checked shape and finiteness; scikit-learn need not again. Huge finite
+        # inputs may overflow inside it: the data plane refuses a non-finite answer, so no warning here.
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True), np.errstate(all="ignore"):
             if self.has_probabilities:
                 return self._from_probabilities(self.estimator.predict_proba(x))
             return self._from_outputs(self.estimator.predict(x))

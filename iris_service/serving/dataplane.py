@@ -130,7 +130,7 @@ class DataPlane:
         self.check_rows(model, x, protocol.INPUT_ERROR, decoded)
         with span("predict"):
             prediction = model.predict(x)
-        _check_finite(prediction, protocol.INPUT_ERROR, decoded.single)
+        _check_finite(prediction, protocol.INPUT_ERROR)
         with span("encode"):
             answer = protocol.encode(prediction, model, decoded)
         return InferResult(model, int(x.shape[0]), prediction, answer)
@@ -211,13 +211,16 @@ def _loader(settings: ServingSettings) -> Callable[[Path], Model]:
     return load
 
 
-def _check_finite(prediction: Prediction, error: type[IrisServiceError], single: bool) -> None:
+def _check_finite(prediction: Prediction, error: type[IrisServiceError]) -> None:
     """A served answer never holds NaN or infinity: such a row is the client's to fix, named."""
     for part in (prediction.probabilities, prediction.values):
         if part is not None and not np.isfinite(part).all():
             bad = np.flatnonzero(~np.isfinite(part.reshape(len(part), -1)).all(axis=1))
-            where = "" if single else f"Row {int(bad[0])}: "
-            raise error(f"{where}the values are too large for this model to give a finite answer.")
+            raise error(f"Row {int(bad[0])}: the values are too large for this model to give finite {_what(prediction)}.")
+
+
+def _what(prediction: Prediction) -> str:
+    return "probabilities" if prediction.probabilities is not None else "values"
 
 
 class _Batchers:
