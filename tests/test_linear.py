@@ -16,13 +16,12 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from iris_service.runtime import linear
 from iris_service.artifacts import describe_estimator, dump_joblib, load_verified, write_artifact
-from iris_service.protocols import Decoded, native
 from iris_service.errors import InvalidInput
+from iris_service.protocols import Decoded, native
+from iris_service.runtime import Prediction, SklearnModel, from_artifact, linear
 from iris_service.runtime.linear import LinearModel, accelerate, check_sample
 from iris_service.serving.dataplane import _check_finite
-from iris_service.runtime import Prediction, SklearnModel, from_artifact
 
 IRIS_X, IRIS_Y = load_iris(return_X_y=True)
 
