@@ -108,8 +108,9 @@ def _proxy_settings(trusted_proxy: str | None, headers: str) -> dict[str, Any]:
 @click.option("--n-estimators", default=100, show_default=True, type=click.IntRange(1), help="Trees (random_forest).")
 @click.option("--format", "fmt", type=click.Choice(["joblib", "onnx", "skops"]), default="joblib",
               show_default=True, help="onnx and skops artifacts load without running code.")
+@click.option("--force", is_flag=True, help="Replace an existing artifact (with --model-dir: the whole version).")
 def train(out: Path | None, model_dir: Path | None, kind: str, name: str, version: str | None,
-          seed: int, n_estimators: int, fmt: str) -> None:
+          seed: int, n_estimators: int, fmt: str, force: bool) -> None:
     """Train a model on the Iris data set and write a verified artifact."""
     import training
 
@@ -120,9 +121,11 @@ def train(out: Path | None, model_dir: Path | None, kind: str, name: str, versio
         out = model_dir / name / version / f"model.{fmt}"
     elif out is None:
         out = default_model_path(instance_path()).with_suffix(f".{fmt}")
+    replaced = _claim(out, whole_folder=model_dir is not None, force=force)
     try:
         result = training.train(out, kind=kind, name=name, version=version, seed=seed,
                                 n_estimators=n_estimators, fmt=fmt)
+        _replace(replaced, out)
     except OSError as exc:  # a full disk or a read-only folder: say so, no traceback
         raise click.ClickException(f"Could not write {out}: {exc.strerror or exc}") from None
     click.echo(f"trained {kind} {name} {result.manifest.version}: held-out accuracy {result.accuracy:.4f}")
@@ -136,7 +139,8 @@ def train(out: Path | None, model_dir: Path | None, kind: str, name: str, versio
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Registry folder (default: the instance folder's models/).")
 @click.option("--trust", is_flag=True, help="I trust this file: loading a pickle runs code from it.")
-def register(path: Path, name: str, version: str | None, model_dir: Path | None, trust: bool) -> None:
+@click.option("--force", is_flag=True, help="Replace the version if it already holds an artifact.")
+def register(path: Path, name: str, version: str | None, model_dir: Path | None, trust: bool, force: bool) -> None:
     """Register a joblib/pickle model trained elsewhere (for example in a notebook).
 
     The file is unpickled once, only with --trust, to read what the estimator
@@ -153,8 +157,10 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
     import training
 
     folder = (model_dir or instance_path() / "models") / name / (version or training.default_version())
+    replaced = _claim(folder / f"model{path.suffix.lower()}", whole_folder=True, force=force)
     try:
         manifest, target = register_pickle(path, name=name, version=folder.name, folder=folder)
+        _replace(replaced, target)
     except Exception as exc:  # shown to the user, not a traceback
         raise click.ClickException(str(exc)) from None
     kind = manifest.task
@@ -162,6 +168,24 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
     click.echo(f"registered {name} {manifest.version}: {manifest.estimator} ({kind}, "
                f"{manifest.n_features} features{classes})")
     click.echo(f"wrote {target}")
+
+
+def _claim(target: Path, *, whole_folder: bool, force: bool) -> list[Path]:
+    """What writing ``target`` replaces; without ``--force`` anything at all is a one-line refusal."""
+    from .artifact_files import occupied, occupied_message
+
+    found = occupied(target, whole_folder=whole_folder)
+    if found and not force:
+        raise click.ClickException(occupied_message(target, found, whole_folder=whole_folder))
+    return found
+
+
+def _replace(found: list[Path], written: Path) -> None:
+    """After a forced write: remove the replaced artifacts, so no older one is served."""
+    from .artifact_files import remove_stale
+
+    for path in remove_stale(found, keep=written):
+        click.echo(f"removed {path}")
 
 
 @main.command("export-onnx")
@@ -179,7 +203,8 @@ def export_onnx(name: str, model_dir: Path | None, version: str | None) -> None:
     from .onnx_format import export_artifact
     from .registry import ModelSource, source_artifact
 
-    source = ModelSource(name=name, model_dir=(model_dir or instance_path() / "models") / name)
+    root = model_dir or instance_path() / "models"
+    source = ModelSource(name=name, model_dir=root / name, root=root)
     try:
         manifest, target = export_artifact(source_artifact(source, version))
     except IrisServiceError as exc:

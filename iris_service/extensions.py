@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from .artifact_files import is_hidden
 from .artifacts import load_verified
 from .auth import as_list
 from .batching import BatchedModel, BatchingSettings, batched
@@ -158,11 +159,12 @@ def model_sources(config: Any) -> list[ModelSource]:
     if config.get("MODEL_DIR"):
         root = Path(config["MODEL_DIR"])
         pins = config.get("MODEL_VERSIONS") or {}
-        names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        # .git, .ipynb_checkpoints and the like are not models.
+        names = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p)) if root.is_dir() else []
         if not names:
             raise ConfigError(f"MODEL_DIR {root} holds no <name>/<version>/ folders.")
         sources.extend(
-            ModelSource(name=n, model_dir=root / n, pinned_version=pins.get(n)) for n in names
+            ModelSource(name=n, model_dir=root / n, pinned_version=pins.get(n), root=root) for n in names
         )
     if not sources:
         raise ConfigError(

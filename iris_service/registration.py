@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifact_files import check_content
 from .artifacts import Manifest, describe_estimator, format_for, write_artifact
 from .errors import ArtifactError
+from .tree_check import check_trees
 
 
 def register_pickle(path: Path, *, name: str, version: str, folder: Path) -> tuple[Manifest, Path]:
@@ -23,6 +25,7 @@ def register_pickle(path: Path, *, name: str, version: str, folder: Path) -> tup
     if fmt not in ("joblib", "pickle"):
         raise ArtifactError(f"register takes joblib/pickle files; {path.name} is {fmt}.")
     data = path.read_bytes()
+    check_content(path.name, fmt, data)  # a skops or ONNX file renamed .pkl is not unpickled
     try:
         estimator = joblib.load(io.BytesIO(data))
     except Exception as exc:
@@ -30,6 +33,7 @@ def register_pickle(path: Path, *, name: str, version: str, folder: Path) -> tup
     if not hasattr(estimator, "predict"):
         raise ArtifactError(f"{path.name} holds a {type(estimator).__name__}, which has no predict().")
     manifest = describe_estimator(estimator, name=name, version=version, fmt=fmt, source="register")
+    check_trees(estimator, manifest.n_features, artifact=path.name)  # a forged tree crashes the test below
     try:  # a model that cannot answer one row should not be registered
         with warnings.catch_warnings():  # numpy input to a DataFrame-fitted model warns
             warnings.simplefilter("ignore", UserWarning)
