@@ -30,11 +30,9 @@ PICKLE_MAGIC = (
     b"\x04\x22\x4d\x18",  # lz4
 )
 ZIP_MAGIC = b"PK\x03\x04"
-#: (field number, wire type) of every ``onnx.ModelProto`` field: a serialised
-#: model starts with one of these keys (protobuf writes ``ir_version``, 1, first).
-ONNX_FIRST_KEYS = frozenset({
-    (1, 0), (2, 2), (3, 2), (4, 2), (5, 0), (6, 2), (7, 2), (8, 2), (14, 2), (20, 2), (25, 2), (26, 2),
-})
+#: The key of ``ModelProto.ir_version`` (field 1, a varint): protobuf writes
+#: fields in number order and onnxruntime requires this one, so a model begins with it.
+ONNX_IR_VERSION_KEY = 0x08
 CONTENT_NAMES = {
     "pickle": "a pickle",
     "skops": "a skops archive",
@@ -54,8 +52,8 @@ def sniff(data: bytes) -> str | None:
     Each kind has a signature the others cannot have: a skops file is a zip
     archive holding ``schema.json``; joblib writes a pickle (``\\x80`` and the
     protocol) or a compressed stream with its compressor's magic; ONNX has no
-    magic, but protobuf begins with a field key, and only ModelProto's keys
-    qualify. The ONNX loader then parses the whole model (``onnx_safety``).
+    magic, but a model's protobuf begins with its ``ir_version`` field. The
+    ONNX loader then parses the whole model (``onnx_safety``).
     """
     if data.startswith(ZIP_MAGIC):
         try:
@@ -65,18 +63,8 @@ def sniff(data: bytes) -> str | None:
             return None
     if data.startswith(PICKLE_MAGIC):
         return "pickle"
-    key = _varint(data[:3])
-    if key is not None and (key >> 3, key & 7) in ONNX_FIRST_KEYS:
+    if len(data) > 1 and data[0] == ONNX_IR_VERSION_KEY and 0 < data[1] < 0x80:  # ir_version 1-127
         return "onnx"
-    return None
-
-
-def _varint(head: bytes) -> int | None:
-    value = 0
-    for shift, byte in enumerate(head):
-        value |= (byte & 0x7F) << (7 * shift)
-        if not byte & 0x80:
-            return value
     return None
 
 
@@ -95,12 +83,12 @@ def check_suffix(path: Path, fmt: str) -> None:
 
 
 def check_content(name: str, fmt: str, data: bytes) -> None:
-    """Refuse bytes that are not what the manifest (and the file name) say they are."""
+    """Refuse bytes that are not what the manifest (or, registering, the file name) says they are."""
     found = sniff(data)
     if found != family(fmt):
         raise ArtifactError(
-            f"Not a readable {fmt} file: the manifest of {name} says {fmt!r} but its content is "
-            f"{CONTENT_NAMES[found]}; refusing to load it."
+            f"Not a readable {fmt} file: {name} holds {CONTENT_NAMES[found]}, not {CONTENT_NAMES[family(fmt)]}; "
+            "refusing to load it."
         )
 
 

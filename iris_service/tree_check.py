@@ -72,8 +72,10 @@ def _check_tree(tree: Any, where: str, artifact: str) -> None:
         return ArtifactError(f"{artifact}: tree {where}: {problem}; refusing it.")
 
     count, capacity = int(tree.node_count), int(tree.capacity)
-    if not 0 < count <= capacity:  # checked first: the arrays below are views of node_count rows
-        raise refuse(f"node_count {count} does not fit its {capacity} stored nodes")
+    if count < 1:  # prediction starts at node 0
+        raise refuse("it has no nodes")
+    if count > capacity:  # before any array, which are views of node_count rows (scikit-learn 1.x clamps it)
+        raise refuse(f"node_count {count} is more than its {capacity} stored nodes")
     left, right = tree.children_left, tree.children_right
     feature, threshold, value = tree.feature, tree.threshold, tree.value
     if not len(left) == len(right) == len(feature) == len(threshold) == count:
