@@ -75,10 +75,14 @@ def check_suffix(path: Path, fmt: str) -> None:
     code; a manifest saying ``joblib`` beside it must not get it unpickled.
     """
     named = SUFFIX_FORMATS.get(path.suffix.lower())
-    if named is None or family(named) != family(fmt):
+    if named is None:
         raise ArtifactError(
-            f"{path.name} is named as {'a ' + repr(named) if named else 'no known'} artifact but its manifest "
-            f"says {fmt!r}; refusing to load it."
+            f"{path.name} has none of the artifact suffixes ({', '.join(sorted(SUFFIX_FORMATS))}) that "
+            f"would say it is {fmt!r} as its manifest does; refusing to load it."
+        )
+    if family(named) != family(fmt):
+        raise ArtifactError(
+            f"{path.name} is named as a {named!r} artifact but its manifest says {fmt!r}; refusing to load it."
         )
 
 

@@ -21,6 +21,9 @@ import numpy as np
 from .errors import ArtifactError
 
 TREE_LEAF = -1
+#: Values that hold nothing to walk: skipped before they are stacked (a text
+#: model's vocabulary holds millions of them).
+LEAVES = (str, bytes, int, float, complex, bool, type(None), np.generic)
 
 
 def check_trees(obj: Any, n_features: int, *, artifact: str = "the model") -> int:
@@ -50,13 +53,13 @@ def check_trees(obj: Any, n_features: int, *, artifact: str = "the model") -> in
             continue
         if isinstance(getattr(item, "__dict__", None), dict) and not _is_code(item):
             _check_owner(item, where, artifact, Tree)
-            stack.extend((value, f"{where}.{key}") for key, value in vars(item).items())
+            stack.extend((v, f"{where}.{k}") for k, v in vars(item).items() if not isinstance(v, LEAVES))
         elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend((value, f"{where}[{i}]") for i, value in enumerate(item))
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item) if not isinstance(v, LEAVES))
         elif isinstance(item, dict):
-            stack.extend((value, f"{where}[{key!r}]") for key, value in item.items())
+            stack.extend((v, f"{where}[{k!r}]") for k, v in item.items() if not isinstance(v, LEAVES))
         elif isinstance(item, np.ndarray) and item.dtype == object:
-            stack.extend((value, f"{where}[{i}]") for i, value in enumerate(item.ravel()))
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item.ravel()) if not isinstance(v, LEAVES))
     return checked
 
 

@@ -500,6 +500,16 @@ def test_skops_named_file_with_a_joblib_manifest_is_never_unpickled(sound, tmp_p
     assert not marker.exists()
 
 
+def test_file_without_an_artifact_suffix_is_refused(sound, tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    path = _lying(tmp_path / "iris" / "model.bin", pickle.dumps(MakesMarker(marker)), "joblib", sound, name="iris")
+    client = _client(monkeypatch, tmp_path, MODEL_PATH=str(path))
+    assert _reasons(client) == {"iris": "model.bin has none of the artifact suffixes (.joblib, .onnx, .pickle, "
+                                        ".pkl, .skops) that would say it is 'joblib' as its manifest does; "
+                                        "refusing to load it."}
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize(("name", "fmt", "content", "message"), [
     ("model.joblib", "joblib", "skops", "Not a readable joblib file: model.joblib holds a skops archive, not a pickle"),
     ("model.skops", "skops", "pickle", "Not a readable skops file: model.skops holds a pickle, not a skops archive"),
