@@ -672,6 +672,17 @@ def test_hidden_folders_are_not_models_or_versions(sound, tmp_path, monkeypatch)
     }
 
 
+def test_hidden_files_are_not_artifacts(sound, tmp_path, monkeypatch):
+    # An editor's or a sync tool's hidden copy in a version folder is not what the folder serves.
+    root = tmp_path / "models"
+    _copy_version(sound, "iris", root / "iris" / "1")
+    hidden = root / "iris" / "2" / ".model.joblib"
+    manifest = dataclasses.replace(read_manifest(sound / "iris" / "1" / "model.joblib"), version="2")
+    write_artifact(hidden, (sound / "iris" / "1" / "model.joblib").read_bytes(), manifest)
+    client = _client(monkeypatch, tmp_path, MODEL_DIR=str(root))
+    assert _reasons(client) == {"iris": "No usable artifact with a manifest in version '2'."}
+
+
 def test_model_dir_of_hidden_folders_only_holds_no_models(sound, tmp_path):
     root = tmp_path / "models"
     _copy_version(sound, "iris", root / ".git" / "1")
