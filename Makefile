@@ -36,7 +36,7 @@ $(MODEL): | $(VENV)/.installed
 	$(BIN)/iris-service train --out $(MODEL)
 
 train: $(VENV)/.installed
-	$(BIN)/iris-service train --out $(MODEL)
+	$(BIN)/iris-service train --out $(MODEL) --force
 
 run: $(VENV)/.installed $(MODEL)
 	IRIS_SERVICE_MODEL_PATH=$(MODEL) $(BIN)/iris-service serve --host $(HOST) --port $(PORT) --threads $(THREADS)

@@ -44,7 +44,7 @@ def test_disk_full_keeps_the_previous_artifact_whole(tmp_path, monkeypatch):
 
     fill_disk(monkeypatch)
     runner = CliRunner()
-    result = runner.invoke(main, ["train", "--out", str(out), "--version", "2"])
+    result = runner.invoke(main, ["train", "--out", str(out), "--version", "2", "--force"])
     assert result.exit_code == 1
     assert "No space left on device" in result.output
     assert "Traceback" not in result.output

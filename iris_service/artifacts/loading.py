@@ -18,7 +18,12 @@ from typing import Any
 
 from ..errors import ArtifactError
 from .files import PICKLE_FORMATS, sha256_bytes
+from .formats import check_content, check_suffix
 from .manifest import Manifest, manifest_path, read_manifest
+from .trees import check_trees
+
+#: Formats that load as scikit-learn objects (whose trees ``trees.check_trees`` checks).
+SKLEARN_FORMATS = PICKLE_FORMATS | {"skops"}
 
 log = logging.getLogger("iris_service.artifacts")
 
@@ -51,7 +56,10 @@ def load_verified(
     """Load an artifact after checking its SHA-256 against the manifest.
 
     Unpickling runs code from the file, so the hash is checked first, on the
-    same bytes that are then loaded (no window to swap the file in between).
+    same bytes that are then loaded (no window to swap the file in between),
+    and the manifest's format is believed only when the file's name and first
+    bytes say the same. Loaded scikit-learn objects serve only once their
+    trees are sound (``trees.check_trees``): a forged node array crashes the process.
     """
     options = LoadOptions(pickle_allowed, allow_version_mismatch, tuple(skops_trusted_types))
     path = Path(path)
@@ -64,25 +72,32 @@ def load_verified(
             f"Manifest {manifest_path(path).name} describes {manifest.artifact!r}, not {path.name!r}."
         )
     fmt = manifest.format
+    loader = LOADERS.get(fmt)
+    if loader is None:
+        raise ArtifactError(f"No loader for artifact format {fmt!r} ({path.name}).")
+    check_suffix(path, fmt)  # the file's name and the manifest agree before anything is read
     if fmt in PICKLE_FORMATS and not options.pickle_allowed:
         raise ArtifactError(
             f"{path.name} is a {fmt} artifact and PICKLE_ALLOWED is off; "
             "serve an ONNX or skops artifact instead (iris-service export-onnx)."
         )
-    loader = LOADERS.get(fmt)
-    if loader is None:
-        raise ArtifactError(f"No loader for artifact format {fmt!r} ({path.name}).")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ArtifactError(f"Cannot read artifact {path.name}: {exc.strerror or exc}") from None
     digest = sha256_bytes(data)
     if digest != manifest.sha256:
+        # The file's own digest goes to the log only: answers (reload, readiness) never
+        # publish the digest of whatever file the path happens to lead to.
+        log.warning("SHA-256 of %s is %s; its manifest says %s", path.name, digest, manifest.sha256)
         raise ArtifactError(
             f"SHA-256 mismatch for {path.name}: the manifest says {manifest.sha256}, "
-            f"the file is {digest}. Refusing to load it."
+            "the file differs. Refusing to load it."
         )
+    check_content(path.name, fmt, data)  # and so do its bytes, before any unpickling
     obj = loader(data, manifest, options)
+    if fmt in SKLEARN_FORMATS:
+        check_trees(obj, manifest.n_features, artifact=path.name)
     return Artifact(obj=obj, manifest=manifest, path=path)
 
 
@@ -152,7 +167,8 @@ def _load_joblib(data: bytes, manifest: Manifest, options: LoadOptions) -> Any:
 def _load_onnx(data: bytes, manifest: Manifest, options: LoadOptions) -> Any:
     from .onnx import load_session
 
-    _require("onnxruntime", "onnx", manifest)  # an optional extra: say so, not ModuleNotFoundError
+    for module in ("onnxruntime", "onnx"):  # an optional extra: say so, not ModuleNotFoundError
+        _require(module, "onnx", manifest)
     return load_session(data, manifest)
 
 

@@ -9,7 +9,9 @@ import numpy as np
 
 from ..errors import ArtifactError
 from .files import format_for, write_artifact
+from .formats import check_content
 from .manifest import Manifest, describe_estimator
+from .trees import check_trees
 
 
 def register_pickle(path: Path, *, name: str, version: str, folder: Path) -> tuple[Manifest, Path]:
@@ -24,6 +26,7 @@ def register_pickle(path: Path, *, name: str, version: str, folder: Path) -> tup
     if fmt not in ("joblib", "pickle"):
         raise ArtifactError(f"register takes joblib/pickle files; {path.name} is {fmt}.")
     data = path.read_bytes()
+    check_content(path.name, fmt, data)  # a skops or ONNX file renamed .pkl is not unpickled
     try:
         estimator = joblib.load(io.BytesIO(data))
     except Exception as exc:
@@ -31,6 +34,7 @@ def register_pickle(path: Path, *, name: str, version: str, folder: Path) -> tup
     if not hasattr(estimator, "predict"):
         raise ArtifactError(f"{path.name} holds a {type(estimator).__name__}, which has no predict().")
     manifest = describe_estimator(estimator, name=name, version=version, fmt=fmt, source="register")
+    check_trees(estimator, manifest.n_features, artifact=path.name)  # a forged tree crashes the test below
     try:  # a model that cannot answer one row should not be registered
         with warnings.catch_warnings():  # numpy input to a DataFrame-fitted model warns
             warnings.simplefilter("ignore", UserWarning)

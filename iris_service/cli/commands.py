@@ -15,7 +15,8 @@ from ..settings import ENV_VAR, instance_path
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Registry folder (default: the instance folder's models/).")
 @click.option("--trust", is_flag=True, help="I trust this file: loading a pickle runs code from it.")
-def register(path: Path, name: str, version: str | None, model_dir: Path | None, trust: bool) -> None:
+@click.option("--force", is_flag=True, help="Replace the version if it already holds an artifact.")
+def register(path: Path, name: str, version: str | None, model_dir: Path | None, trust: bool, force: bool) -> None:
     """Register a joblib/pickle model trained elsewhere (for example in a notebook).
 
     The file is unpickled once, only with --trust, to read what the estimator
@@ -30,10 +31,13 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
             "run again with --trust."
         )
     from ..training import default_version
+    from ..training.command import claim, replace_stale
 
     folder = (model_dir or instance_path() / "models") / name / (version or default_version())
+    replaced = claim(folder / f"model{path.suffix.lower()}", whole_folder=True, force=force)
     try:
         manifest, target = register_pickle(path, name=name, version=folder.name, folder=folder)
+        replace_stale(replaced, target)
     except Exception as exc:  # shown to the user, not a traceback
         raise click.ClickException(str(exc)) from None
     kind = manifest.task
@@ -58,7 +62,8 @@ def export_onnx(name: str, model_dir: Path | None, version: str | None) -> None:
     from ..runtime.onnx import export_artifact
     from ..serving.registry import ModelSource, source_artifact
 
-    source = ModelSource(name=name, model_dir=(model_dir or instance_path() / "models") / name)
+    root = model_dir or instance_path() / "models"
+    source = ModelSource(name=name, model_dir=root / name, root=root)
     try:
         manifest, target = export_artifact(source_artifact(source, version))
     except IrisServiceError as exc:

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..artifacts import PICKLE_FORMATS, SUFFIX_FORMATS
+from ..artifacts import PICKLE_FORMATS, SUFFIX_FORMATS, manifest_path, read_manifest
+from ..artifacts.formats import check_inside, is_hidden, resolves_inside
 from ..errors import ArtifactError, IrisServiceError, ModelNotFound, ModelNotReady
 from ..runtime import Model
 
@@ -31,12 +32,13 @@ class ModelSource:
     path: Path | None = None
     model_dir: Path | None = None  # <model_dir>/<version>/<artifact>
     pinned_version: str | None = None
+    root: Path | None = None  # the MODEL_DIR holding model_dir: nothing is read from outside it
 
     def versions(self) -> list[str]:
         """Versions on disk, oldest first (numeric parts compare as numbers)."""
-        if self.model_dir is None or not self.model_dir.is_dir():
-            return []
-        found = [p.name for p in self.model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if self.model_dir is None or not self.model_dir.is_dir() or not resolves_inside(self.root, self.model_dir):
+            return []  # a model folder linked elsewhere lists nothing of there; loading it says why
+        found = [p.name for p in self.model_dir.iterdir() if p.is_dir() and not is_hidden(p)]
         return sorted(found, key=version_key)
 
     def resolve(self, version: str | None, pickle_allowed: bool) -> Path:
@@ -44,11 +46,31 @@ class ModelSource:
         if self.model_dir is None:
             assert self.path is not None
             return self.path
-        return find_artifact(self.version_folder(version), pickle_allowed)
+        path = find_artifact(self.version_folder(version), pickle_allowed)
+        what = f"Artifact {path.name} of {self.name!r} version {path.parent.name!r}"
+        check_inside(self.root, path, what)
+        check_inside(self.root, manifest_path(path), f"{what} has a manifest that")
+        return path
+
+    def check_layout(self, path: Path) -> None:
+        """In MODEL_DIR, the manifest must name the ``<name>/<version>/`` folders it is in.
+
+        Otherwise ``/models`` would list one version and serve another, and a
+        version copied into the wrong folder would answer under a wrong name.
+        """
+        if self.model_dir is None:
+            return
+        manifest = read_manifest(path)
+        if (manifest.name, manifest.version) != (self.name, path.parent.name):
+            raise ArtifactError(
+                f"The manifest in {self.name}/{path.parent.name}/ is for {manifest.name!r} version "
+                f"{manifest.version!r}; in MODEL_DIR it must match its <name>/<version>/ folders."
+            )
 
     def version_folder(self, version: str | None) -> Path:
         """The folder of ``version`` (default: pinned, else newest); 404 if absent."""
         assert self.model_dir is not None
+        check_inside(self.root, self.model_dir, f"The folder of model {self.name!r}")
         available = self.versions()
         wanted = version or self.pinned_version or (available[-1] if available else None)
         if wanted is None:
@@ -58,7 +80,9 @@ class ModelSource:
                 f"Model {self.name!r} has no version {wanted!r}; "
                 f"available: {', '.join(available) or 'none'}."
             )
-        return self.model_dir / wanted
+        folder = self.model_dir / wanted
+        check_inside(self.root, folder, f"Version {wanted!r} of {self.name!r}")
+        return folder
 
 
 def _printable(text: str) -> str:
@@ -77,6 +101,8 @@ def artifacts_in(folder: Path) -> dict[str, Path]:
     """Format -> artifact file, for every file in ``folder`` that has a manifest."""
     found = {}
     for manifest in folder.glob("*.json"):
+        if is_hidden(manifest):  # temp files, editors' backups
+            continue
         artifact = manifest.with_name(manifest.name[: -len(".json")])
         fmt = SUFFIX_FORMATS.get(artifact.suffix.lower())
         if fmt is not None and artifact.is_file():
@@ -153,6 +179,7 @@ class Registry:
         with slot.lock:  # one reload of a model at a time; readers never wait
             try:
                 path = slot.source.resolve(version, self._pickle_allowed)
+                slot.source.check_layout(path)
                 model = self._loader(path)
                 if version is not None and model.version != version:  # a MODEL_PATH file has one version
                     raise ModelNotFound(

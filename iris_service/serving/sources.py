@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import read_manifest
+from ..artifacts.formats import is_hidden
 from ..errors import ArtifactError, ConfigError
 from .registry import ModelSource
 
@@ -25,11 +26,12 @@ def model_sources(config: Mapping[str, Any]) -> list[ModelSource]:
     if config.get("MODEL_DIR"):
         root = Path(config["MODEL_DIR"])
         pins = config.get("MODEL_VERSIONS") or {}
-        names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        # .git, .ipynb_checkpoints and the like are not models.
+        names = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p)) if root.is_dir() else []
         if not names:
             raise ConfigError(f"MODEL_DIR {root} holds no <name>/<version>/ folders.")
         sources.extend(
-            ModelSource(name=n, model_dir=root / n, pinned_version=pins.get(n)) for n in names
+            ModelSource(name=n, model_dir=root / n, pinned_version=pins.get(n), root=root) for n in names
         )
     if not sources:
         raise ConfigError(
