@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ArtifactError
+
+if TYPE_CHECKING:
+    from .signing import TrustedKey
 
 log = logging.getLogger(__name__)
 
@@ -210,16 +213,30 @@ def dump_joblib(obj: Any) -> bytes:
 
 def read_manifest(artifact_path: Path) -> Manifest:
     """Read and check the manifest beside an artifact; a clear error if it is unusable."""
+    return parse_manifest(artifact_path, read_manifest_bytes(artifact_path))
+
+
+def read_manifest_bytes(artifact_path: Path) -> bytes:
+    """The manifest's bytes, read once: a signature is checked on exactly what is parsed."""
     path = manifest_path(artifact_path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return path.read_bytes()
     except FileNotFoundError:
         raise ArtifactError(
             f"No manifest for {artifact_path.name}: expected {path.name} beside it. "
             "Train with 'iris-service train' or register the file with "
             "'iris-service register PATH --name NAME --trust'."
         ) from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise ArtifactError(f"Cannot read manifest {path.name}: {exc.strerror or exc}") from None
+
+
+def parse_manifest(artifact_path: Path, raw: bytes) -> Manifest:
+    """Check the manifest bytes of ``artifact_path``; a clear error if they are unusable."""
+    path = manifest_path(artifact_path)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
         raise ArtifactError(f"Manifest {path.name} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ArtifactError(f"Manifest {path.name} must be a JSON object.")
@@ -244,18 +261,23 @@ def load_verified(
     pickle_allowed: bool = True,
     allow_version_mismatch: bool = False,
     skops_trusted_types: Sequence[str] = (),
+    trusted_keys: Sequence[TrustedKey] = (),
 ) -> Artifact:
     """Load an artifact after checking its SHA-256 against the manifest.
 
     Unpickling runs code from the file, so the hash is checked first, on the
     same bytes that are then loaded (no window to swap the file in between).
+    With ``trusted_keys`` the manifest must also carry a signature by one of
+    them (``signing``): whoever can write the folder can recompute a hash, but
+    not sign one, and the signature is checked before the artifact is read.
     """
     options = LoadOptions(pickle_allowed, allow_version_mismatch, tuple(skops_trusted_types))
     path = Path(path)
     if not path.is_file():
         # Messages name the file, not its folder: they reach HTTP clients via reload and readiness.
         raise ArtifactError(f"Model artifact {path.name} does not exist; train one with 'iris-service train'.")
-    manifest = read_manifest(path)
+    raw_manifest = read_manifest_bytes(path)
+    manifest = parse_manifest(path, raw_manifest)
     if manifest.artifact != path.name:
         raise ArtifactError(
             f"Manifest {manifest_path(path).name} describes {manifest.artifact!r}, not {path.name!r}."
@@ -269,6 +291,10 @@ def load_verified(
     loader = LOADERS.get(fmt)
     if loader is None:
         raise ArtifactError(f"No loader for artifact format {fmt!r} ({path.name}).")
+    if trusted_keys:  # the signed manifest vouches for the digest before a byte of the artifact is read
+        from .signing import verify_signature
+
+        verify_signature(path, raw_manifest, manifest.sha256, trusted_keys)
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -1,4 +1,4 @@
-"""The ``iris-service`` command: serve, train, register."""
+"""The ``iris-service`` command: serve, train, register, export, sign."""
 from __future__ import annotations
 
 import sys
@@ -8,6 +8,12 @@ from typing import Any
 import click
 
 from .config import ENV_VAR, default_model_path, instance_path
+
+#: ``--sign-key PATH`` on every command that writes an artifact.
+SIGN_KEY_OPTION = click.option(
+    "--sign-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Sign what is written with this private key (iris-service keygen); writes <artifact>.sig.",
+)
 
 
 @click.group()
@@ -108,11 +114,13 @@ def _proxy_settings(trusted_proxy: str | None, headers: str) -> dict[str, Any]:
 @click.option("--n-estimators", default=100, show_default=True, type=click.IntRange(1), help="Trees (random_forest).")
 @click.option("--format", "fmt", type=click.Choice(["joblib", "onnx", "skops"]), default="joblib",
               show_default=True, help="onnx and skops artifacts load without running code.")
+@SIGN_KEY_OPTION
 def train(out: Path | None, model_dir: Path | None, kind: str, name: str, version: str | None,
-          seed: int, n_estimators: int, fmt: str) -> None:
+          seed: int, n_estimators: int, fmt: str, sign_key: Path | None) -> None:
     """Train a model on the Iris data set and write a verified artifact."""
     import training
 
+    key = _signing_key(sign_key)  # a bad key fails before minutes of work, not after
     version = version or training.default_version()
     if out is not None and model_dir is not None:
         raise click.UsageError("Give --out or --model-dir, not both.")
@@ -127,6 +135,7 @@ def train(out: Path | None, model_dir: Path | None, kind: str, name: str, versio
         raise click.ClickException(f"Could not write {out}: {exc.strerror or exc}") from None
     click.echo(f"trained {kind} {name} {result.manifest.version}: held-out accuracy {result.accuracy:.4f}")
     click.echo(f"wrote {result.path}")
+    _sign(result.path, key)
 
 
 @main.command()
@@ -136,7 +145,9 @@ def train(out: Path | None, model_dir: Path | None, kind: str, name: str, versio
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Registry folder (default: the instance folder's models/).")
 @click.option("--trust", is_flag=True, help="I trust this file: loading a pickle runs code from it.")
-def register(path: Path, name: str, version: str | None, model_dir: Path | None, trust: bool) -> None:
+@SIGN_KEY_OPTION
+def register(path: Path, name: str, version: str | None, model_dir: Path | None, trust: bool,
+             sign_key: Path | None) -> None:
     """Register a joblib/pickle model trained elsewhere (for example in a notebook).
 
     The file is unpickled once, only with --trust, to read what the estimator
@@ -152,6 +163,7 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
         )
     import training
 
+    key = _signing_key(sign_key)
     folder = (model_dir or instance_path() / "models") / name / (version or training.default_version())
     try:
         manifest, target = register_pickle(path, name=name, version=folder.name, folder=folder)
@@ -162,6 +174,7 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
     click.echo(f"registered {name} {manifest.version}: {manifest.estimator} ({kind}, "
                f"{manifest.n_features} features{classes})")
     click.echo(f"wrote {target}")
+    _sign(target, key)
 
 
 @main.command("export-onnx")
@@ -169,7 +182,8 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Registry folder (default: the instance folder's models/).")
 @click.option("--version", "version", default=None, help="Version to export (default: the newest).")
-def export_onnx(name: str, model_dir: Path | None, version: str | None) -> None:
+@SIGN_KEY_OPTION
+def export_onnx(name: str, model_dir: Path | None, version: str | None, sign_key: Path | None) -> None:
     """Convert a registered model to ONNX, check it matches, write model.onnx beside it.
 
     Served with PICKLE_ALLOWED=false, the ONNX artifact answers the same
@@ -179,6 +193,7 @@ def export_onnx(name: str, model_dir: Path | None, version: str | None) -> None:
     from .onnx_format import export_artifact
     from .registry import ModelSource, source_artifact
 
+    key = _signing_key(sign_key)
     source = ModelSource(name=name, model_dir=(model_dir or instance_path() / "models") / name)
     try:
         manifest, target = export_artifact(source_artifact(source, version))
@@ -188,6 +203,66 @@ def export_onnx(name: str, model_dir: Path | None, version: str | None) -> None:
     click.echo(f"exported {name} {manifest.version} to ONNX: checked on {check['sample']}, "
                f"classes equal, largest difference {check['max_abs_diff']:.2g}")
     click.echo(f"wrote {target}")
+    _sign(target, key)
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Private key file to write (mode 0600); the public key goes to OUT.pub.")
+def keygen(out: Path) -> None:
+    """Make an Ed25519 key pair for signing artifacts.
+
+    Keep the private key where models are built (CI, a workstation), never on
+    the server; give the server OUT.pub in IRIS_SERVICE_TRUSTED_KEYS.
+    """
+    from .signing import KeyFileError, write_keypair
+
+    try:
+        private, public, kid = write_keypair(out)
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {private} (private key: keep it secret) and {public} (key id {kid[:16]})")
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Private key file (PEM PKCS8, from iris-service keygen).")
+def sign(artifact: Path, key_path: Path) -> None:
+    """Sign an artifact whose SHA-256 still matches its manifest; writes ARTIFACT.sig.
+
+    Nothing is unpickled: the signature vouches for the manifest's bytes and
+    the file's digest, which are checked here first.
+    """
+    _sign(artifact, _signing_key(key_path))
+
+
+def _signing_key(path: Path | None) -> Any:
+    """The private key of ``--sign-key``/``--key``, or a one-line error."""
+    if path is None:
+        return None
+    from .signing import KeyFileError, load_private_key
+
+    try:
+        return load_private_key(path)
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _sign(artifact: Path, key: Any) -> None:
+    """Write ``artifact``'s signature with ``key`` (nothing when no key was given)."""
+    if key is None:
+        return
+    from .errors import IrisServiceError
+    from .signing import key_id, sign_artifact
+
+    try:
+        target = sign_artifact(artifact, key)
+    except IrisServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(f"Could not write the signature of {artifact}: {exc.strerror or exc}") from None
+    click.echo(f"signed {artifact.name} with key {key_id(key.public_key())[:16]}; wrote {target}")
 
 
 @main.command("predict-file")

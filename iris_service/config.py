@@ -5,6 +5,7 @@ Load order, later wins: the class for the environment, ``instance/config.py``,
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from flask.helpers import get_debug_flag
 ENV_PREFIX = "IRIS_SERVICE"
 ENV_VAR = f"{ENV_PREFIX}_ENV"
 INSTANCE_PATH_VAR = f"{ENV_PREFIX}_INSTANCE_PATH"
+TRUSTED_KEYS_VAR = f"{ENV_PREFIX}_TRUSTED_KEYS"
 DEFAULT_ENV = "development"
 
 
@@ -49,6 +51,9 @@ class Config:
     PICKLE_ALLOWED = True
     ALLOW_VERSION_MISMATCH = False
     SKOPS_TRUSTED_TYPES: list[str] = []  # trusted beyond skops_format.TRUSTED_TYPES
+    # Public key files (Ed25519, PEM or OpenSSH); set, every artifact must be signed by one
+    # of them (iris-service sign). From the environment: IRIS_SERVICE_TRUSTED_KEYS=/k/a.pub,/k/b.pub
+    TRUSTED_KEYS: list[str] = []
     MAX_BATCH_SIZE = 10_000
     # "reject": values outside the manifest's training min/max answer 422 (V1/V2/MLflow 400)
     # instead of an extrapolated prediction; the margin widens each range by a fraction of it.
@@ -147,12 +152,16 @@ def load_config(app: Flask, config: str | type | Mapping[str, Any] | None) -> No
     app.config.from_object(cls)
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_prefixed_env(ENV_PREFIX, loads=_loads_env)
+    if TRUSTED_KEYS_VAR in os.environ:
+        # File names, never JSON: a key file called "1" or "null" is still a file name.
+        app.config["TRUSTED_KEYS"] = os.environ[TRUSTED_KEYS_VAR]
     if isinstance(config, Mapping):
         app.config.update(config)
     if app.config.get("ENV_NAME") == "development" and not _model_configured(app.config):
         app.config["MODEL_PATH"] = str(default_model_path(Path(app.instance_path)))
     _check_input_ranges(app.config)
     _check_gc_threshold(app.config)
+    _check_trusted_keys(app.config)
     if cls is ProductionConfig or app.config.get("ENV_NAME") == "production":
         # Whatever instance files or variables say, the debugger never runs here.
         app.config["DEBUG"] = False
@@ -164,6 +173,12 @@ def load_config(app: Flask, config: str | type | Mapping[str, Any] | None) -> No
             raise ConfigError(
                 "Production needs a model: set IRIS_SERVICE_MODEL_PATH to a trained "
                 "artifact (for example: iris-service train --out models/iris/model.joblib)."
+            )
+        if app.config.get("PICKLE_ALLOWED") and not app.config["TRUSTED_KEYS"]:
+            logging.getLogger("iris_service").warning(
+                "PICKLE_ALLOWED is on without TRUSTED_KEYS: whoever can write the model folder can run code "
+                "here; set IRIS_SERVICE_TRUSTED_KEYS=/path/key.pub (iris-service keygen, iris-service sign) "
+                "or IRIS_SERVICE_PICKLE_ALLOWED=false."
             )
 
 
@@ -191,6 +206,25 @@ def _check_gc_threshold(config: dict[str, Any]) -> None:
     ):
         raise ConfigError(f"GC_THRESHOLD must be null or one to three positive integers, not {value!r}.")
     config["GC_THRESHOLD"] = tuple(value)
+
+
+def _check_trusted_keys(config: dict[str, Any]) -> None:
+    """``TRUSTED_KEYS`` becomes a list of file names; the files are read when the models load.
+
+    A comma-separated string (the environment's form) is split; anything but a
+    string or a list of strings is refused rather than guessed at.
+    """
+    value = config.get("TRUSTED_KEYS")
+    if not value:
+        config["TRUSTED_KEYS"] = []
+        return
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str | os.PathLike) for v in value):
+        raise ConfigError(
+            f"TRUSTED_KEYS must be a list of public key files (or 'a.pub,b.pub'), not {value!r}."
+        )
+    config["TRUSTED_KEYS"] = [str(v).strip() for v in value if str(v).strip()]
 
 
 def _model_configured(config: Mapping[str, Any]) -> bool:

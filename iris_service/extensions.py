@@ -12,7 +12,7 @@ import logging
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
@@ -22,6 +22,9 @@ from .batching import BatchedModel, BatchingSettings, batched
 from .config import Config, ConfigError
 from .registry import ModelSource, Registry
 from .runtime import Model, from_artifact
+
+if TYPE_CHECKING:
+    from .signing import TrustedKey
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ class ModelStore:
             batching = BatchingSettings.parse(config["BATCHING"])
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        trusted_keys = read_trusted_keys(config["TRUSTED_KEYS"])
         batchers = Batchers()
         app.extensions[BATCHERS_KEY] = batchers
 
@@ -63,6 +67,7 @@ class ModelStore:
                 pickle_allowed=pickle_allowed,
                 allow_version_mismatch=bool(config["ALLOW_VERSION_MISMATCH"]),
                 skops_trusted_types=as_list(config["SKOPS_TRUSTED_TYPES"]),
+                trusted_keys=trusted_keys,
             )
             model = from_artifact(artifact)
             if batching.mode == "auto":
@@ -141,6 +146,22 @@ def _close_at_exit(ref: weakref.ref[Batchers]) -> None:
     batchers = ref()
     if batchers is not None:
         batchers.close()
+
+
+def read_trusted_keys(paths: Any) -> tuple[TrustedKey, ...]:
+    """``TRUSTED_KEYS``' files, read once at start; a missing or bad one stops start-up.
+
+    Reloads check signatures with the keys read here: a key file changed on
+    disk later is not picked up by a running server.
+    """
+    if not as_list(paths):
+        return ()
+    from .signing import KeyFileError, load_trusted_keys  # cryptography is imported only when needed
+
+    try:
+        return load_trusted_keys(as_list(paths))
+    except KeyFileError as exc:
+        raise ConfigError(f"TRUSTED_KEYS: {exc}") from None
 
 
 def model_sources(config: Any) -> list[ModelSource]:
