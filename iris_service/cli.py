@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .config import ENV_VAR, default_model_path, instance_path
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 #: ``--sign-key PATH`` on every command that writes an artifact.
 SIGN_KEY_OPTION = click.option(
@@ -237,7 +240,7 @@ def sign(artifact: Path, key_path: Path) -> None:
     _sign(artifact, _signing_key(key_path))
 
 
-def _signing_key(path: Path | None) -> Any:
+def _signing_key(path: Path | None) -> Ed25519PrivateKey | None:
     """The private key of ``--sign-key``/``--key``, or a one-line error."""
     if path is None:
         return None
@@ -249,7 +252,7 @@ def _signing_key(path: Path | None) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
-def _sign(artifact: Path, key: Any) -> None:
+def _sign(artifact: Path, key: Ed25519PrivateKey | None) -> None:
     """Write ``artifact``'s signature with ``key`` (nothing when no key was given)."""
     if key is None:
         return

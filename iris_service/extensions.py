@@ -159,9 +159,12 @@ def read_trusted_keys(paths: Any) -> tuple[TrustedKey, ...]:
     from .signing import KeyFileError, load_trusted_keys  # cryptography is imported only when needed
 
     try:
-        return load_trusted_keys(as_list(paths))
+        keys = load_trusted_keys(as_list(paths))
     except KeyFileError as exc:
         raise ConfigError(f"TRUSTED_KEYS: {exc}") from None
+    for key in keys:
+        log.info("artifacts must be signed: trusting key %s from %s", key.key_id[:16], key.source)
+    return keys
 
 
 def model_sources(config: Any) -> list[ModelSource]:
