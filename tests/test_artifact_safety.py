@@ -28,7 +28,6 @@ from conftest import FEATURES, KNOWN_ROWS, create_app_for_test
 from sklearn.datasets import load_iris
 
 from iris_service import training
-from iris_service.artifacts.formats import sniff
 from iris_service.artifacts import (
     Manifest,
     describe_estimator,
@@ -39,10 +38,11 @@ from iris_service.artifacts import (
     sha256_bytes,
     write_artifact,
 )
-from iris_service.cli import main
-from iris_service.settings import ConfigError
-from iris_service.errors import ArtifactError
+from iris_service.artifacts.formats import sniff
 from iris_service.artifacts.trees import check_trees
+from iris_service.cli import main
+from iris_service.errors import ArtifactError
+from iris_service.settings import ConfigError
 
 X, Y = load_iris(return_X_y=True)
 SETOSA_ROW = KNOWN_ROWS[0][0]

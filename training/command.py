@@ -11,6 +11,8 @@ import click
 
 from iris_service.settings import default_model_path, instance_path
 
+from .writing import SIGN_KEY_OPTION, claim, replace_stale, sign_written, signing_key
+
 
 @click.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -25,8 +27,9 @@ from iris_service.settings import default_model_path, instance_path
 @click.option("--format", "fmt", type=click.Choice(["joblib", "onnx", "skops"]), default="joblib",
               show_default=True, help="onnx and skops artifacts load without running code.")
 @click.option("--force", is_flag=True, help="Replace an existing artifact (with --model-dir: the whole version).")
+@SIGN_KEY_OPTION
 def train(out: Path | None, model_dir: Path | None, kind: str, name: str, version: str | None,
-          seed: int, n_estimators: int, fmt: str, force: bool) -> None:
+          seed: int, n_estimators: int, fmt: str, force: bool, sign_key: Path | None) -> None:
     """Train a model on the Iris data set and write a verified artifact."""
     from . import default_version
     from . import train as fit
@@ -38,6 +41,7 @@ def train(out: Path | None, model_dir: Path | None, kind: str, name: str, versio
         out = model_dir / name / version / f"model.{fmt}"
     elif out is None:
         out = default_model_path(instance_path()).with_suffix(f".{fmt}")
+    key = signing_key(sign_key)  # a bad key fails before the work, not after
     replaced = claim(out, whole_folder=model_dir is not None, force=force)
     try:
         result = fit(out, kind=kind, name=name, version=version, seed=seed,
@@ -47,21 +51,4 @@ def train(out: Path | None, model_dir: Path | None, kind: str, name: str, versio
         raise click.ClickException(f"Could not write {out}: {exc.strerror or exc}") from None
     click.echo(f"trained {kind} {name} {result.manifest.version}: held-out accuracy {result.accuracy:.4f}")
     click.echo(f"wrote {result.path}")
-
-
-def claim(target: Path, *, whole_folder: bool, force: bool) -> list[Path]:
-    """What writing ``target`` replaces; without ``--force`` anything at all is a one-line refusal."""
-    from iris_service.artifacts.formats import occupied, occupied_message
-
-    found = occupied(target, whole_folder=whole_folder)
-    if found and not force:
-        raise click.ClickException(occupied_message(target, found, whole_folder=whole_folder))
-    return found
-
-
-def replace_stale(found: list[Path], written: Path) -> None:
-    """After a forced write: remove the replaced artifacts, so no older one is served."""
-    from iris_service.artifacts.formats import remove_stale
-
-    for path in remove_stale(found, keep=written):
-        click.echo(f"removed {path}")
+    sign_written(result.path, key)

@@ -14,9 +14,9 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import ArtifactError
 from .files import PICKLE_FORMATS, SUFFIX_FORMATS
 from .manifest import manifest_path
-from ..errors import ArtifactError
 
 #: Leading bytes of joblib's compressed files (joblib.compressor) and of a
 #: pickle of protocol 2 or later (the PROTO opcode); joblib and Python default

@@ -14,13 +14,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ArtifactError
 from .files import PICKLE_FORMATS, sha256_bytes
 from .formats import check_content, check_suffix
-from .manifest import Manifest, manifest_path, read_manifest
+from .manifest import Manifest, manifest_path, parse_manifest, read_manifest_bytes
 from .trees import check_trees
+
+if TYPE_CHECKING:
+    from .signing import TrustedKey
 
 #: Formats that load as scikit-learn objects (whose trees ``trees.check_trees`` checks).
 SKLEARN_FORMATS = PICKLE_FORMATS | {"skops"}
@@ -44,6 +47,8 @@ class LoadOptions:
     pickle_allowed: bool = True
     allow_version_mismatch: bool = False
     skops_trusted_types: tuple[str, ...] = ()
+    #: With keys, every manifest must carry a signature by one of them (``signing``).
+    trusted_keys: tuple[TrustedKey, ...] = ()
 
 
 def load_verified(
@@ -52,6 +57,7 @@ def load_verified(
     pickle_allowed: bool = True,
     allow_version_mismatch: bool = False,
     skops_trusted_types: Sequence[str] = (),
+    trusted_keys: Sequence[TrustedKey] = (),
 ) -> Artifact:
     """Load an artifact after checking its SHA-256 against the manifest.
 
@@ -60,13 +66,17 @@ def load_verified(
     and the manifest's format is believed only when the file's name and first
     bytes say the same. Loaded scikit-learn objects serve only once their
     trees are sound (``trees.check_trees``): a forged node array crashes the process.
+    With ``trusted_keys`` the manifest must also carry a signature by one of
+    them (``signing``): whoever can write the folder can recompute a hash, but
+    not sign one, and the signature is checked before the artifact is read.
     """
-    options = LoadOptions(pickle_allowed, allow_version_mismatch, tuple(skops_trusted_types))
+    options = LoadOptions(pickle_allowed, allow_version_mismatch, tuple(skops_trusted_types), tuple(trusted_keys))
     path = Path(path)
     if not path.is_file():
         # Messages name the file, not its folder: they reach HTTP clients via reload and readiness.
         raise ArtifactError(f"Model artifact {path.name} does not exist; train one with 'iris-service train'.")
-    manifest = read_manifest(path)
+    raw_manifest = read_manifest_bytes(path)
+    manifest = parse_manifest(path, raw_manifest)
     if manifest.artifact != path.name:
         raise ArtifactError(
             f"Manifest {manifest_path(path).name} describes {manifest.artifact!r}, not {path.name!r}."
@@ -81,6 +91,10 @@ def load_verified(
             f"{path.name} is a {fmt} artifact and PICKLE_ALLOWED is off; "
             "serve an ONNX or skops artifact instead (iris-service export-onnx)."
         )
+    if options.trusted_keys:  # the signed manifest vouches for the digest before a byte of the artifact is read
+        from .signing import verify_signature
+
+        verify_signature(path, raw_manifest, manifest.sha256, options.trusted_keys)
     try:
         data = path.read_bytes()
     except OSError as exc:

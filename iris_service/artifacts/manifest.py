@@ -129,16 +129,30 @@ def utc_now() -> str:
 
 def read_manifest(artifact_path: Path) -> Manifest:
     """Read and check the manifest beside an artifact; a clear error if it is unusable."""
+    return parse_manifest(artifact_path, read_manifest_bytes(artifact_path))
+
+
+def read_manifest_bytes(artifact_path: Path) -> bytes:
+    """The manifest's bytes, read once: a signature is checked on exactly what is parsed."""
     path = manifest_path(artifact_path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return path.read_bytes()
     except FileNotFoundError:
         raise ArtifactError(
             f"No manifest for {artifact_path.name}: expected {path.name} beside it. "
             "Train with 'iris-service train' or register the file with "
             "'iris-service register PATH --name NAME --trust'."
         ) from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise ArtifactError(f"Cannot read manifest {path.name}: {exc.strerror or exc}") from None
+
+
+def parse_manifest(artifact_path: Path, raw: bytes) -> Manifest:
+    """Check the manifest bytes of ``artifact_path``; a clear error if they are unusable."""
+    path = manifest_path(artifact_path)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
         raise ArtifactError(f"Manifest {path.name} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ArtifactError(f"Manifest {path.name} must be a JSON object.")

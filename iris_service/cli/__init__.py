@@ -1,4 +1,4 @@
-"""The ``iris-service`` command: serve, train, register, export-onnx, predict-file.
+"""The ``iris-service`` command: serve, train, register, export-onnx, predict-file, keygen, sign.
 
 The entry points own the process-wide effects (``process.prepare``): GC tuning,
 exit hooks, the request log's handler and level.
@@ -12,6 +12,7 @@ import click
 
 from ..training.command import train
 from .commands import export_onnx, predict_file, register
+from .keys import keygen, sign
 from .serve import serve
 
 __all__ = ["main", "run", "train"]
@@ -23,7 +24,7 @@ def main() -> None:
     """Serve scikit-learn models over a validated REST API."""
 
 
-for _command in (serve, train, register, export_onnx, predict_file):
+for _command in (serve, train, register, export_onnx, predict_file, keygen, sign):
     main.add_command(_command)
 
 

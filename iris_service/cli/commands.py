@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ..settings import ENV_VAR, instance_path
+from ..training.writing import SIGN_KEY_OPTION, claim, replace_stale, sign_written, signing_key
 
 
 @click.command()
@@ -16,7 +17,9 @@ from ..settings import ENV_VAR, instance_path
               help="Registry folder (default: the instance folder's models/).")
 @click.option("--trust", is_flag=True, help="I trust this file: loading a pickle runs code from it.")
 @click.option("--force", is_flag=True, help="Replace the version if it already holds an artifact.")
-def register(path: Path, name: str, version: str | None, model_dir: Path | None, trust: bool, force: bool) -> None:
+@SIGN_KEY_OPTION
+def register(path: Path, name: str, version: str | None, model_dir: Path | None, trust: bool, force: bool,
+             sign_key: Path | None) -> None:
     """Register a joblib/pickle model trained elsewhere (for example in a notebook).
 
     The file is unpickled once, only with --trust, to read what the estimator
@@ -31,8 +34,8 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
             "run again with --trust."
         )
     from ..training import default_version
-    from ..training.command import claim, replace_stale
 
+    key = signing_key(sign_key)
     folder = (model_dir or instance_path() / "models") / name / (version or default_version())
     replaced = claim(folder / f"model{path.suffix.lower()}", whole_folder=True, force=force)
     try:
@@ -45,6 +48,7 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
     click.echo(f"registered {name} {manifest.version}: {manifest.estimator} ({kind}, "
                f"{manifest.n_features} features{classes})")
     click.echo(f"wrote {target}")
+    sign_written(target, key)
 
 
 @click.command("export-onnx")
@@ -52,7 +56,8 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Registry folder (default: the instance folder's models/).")
 @click.option("--version", "version", default=None, help="Version to export (default: the newest).")
-def export_onnx(name: str, model_dir: Path | None, version: str | None) -> None:
+@SIGN_KEY_OPTION
+def export_onnx(name: str, model_dir: Path | None, version: str | None, sign_key: Path | None) -> None:
     """Convert a registered model to ONNX, check it matches, write model.onnx beside it.
 
     Served with PICKLE_ALLOWED=false, the ONNX artifact answers the same
@@ -61,6 +66,8 @@ def export_onnx(name: str, model_dir: Path | None, version: str | None) -> None:
     from ..errors import IrisServiceError
     from ..runtime.onnx import export_artifact
     from ..serving.registry import ModelSource, source_artifact
+
+    key = signing_key(sign_key)
 
     root = model_dir or instance_path() / "models"
     source = ModelSource(name=name, model_dir=root / name, root=root)
@@ -72,6 +79,7 @@ def export_onnx(name: str, model_dir: Path | None, version: str | None) -> None:
     click.echo(f"exported {name} {manifest.version} to ONNX: checked on {check['sample']}, "
                f"classes equal, largest difference {check['max_abs_diff']:.2g}")
     click.echo(f"wrote {target}")
+    sign_written(target, key)
 
 
 @click.command("predict-file")

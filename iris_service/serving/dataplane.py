@@ -203,6 +203,7 @@ def _loader(settings: ServingSettings) -> Callable[[Path], Model]:
             pickle_allowed=options.pickle_allowed,
             allow_version_mismatch=options.allow_version_mismatch,
             skops_trusted_types=options.skops_trusted_types,
+            trusted_keys=options.trusted_keys,
         )
         model = from_artifact(artifact)
         sample = stress_sample(model.manifest)[:64] if settings.batching.mode == "auto" else None

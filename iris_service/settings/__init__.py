@@ -5,12 +5,14 @@ Load order, later wins: the class for the environment, ``instance/config.py``,
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from .checks import check_settings
 
 __all__ = ["CONFIGS", "Config", "ConfigError", "load_settings"]
 
@@ -50,6 +52,9 @@ class Config:
     PICKLE_ALLOWED = True
     ALLOW_VERSION_MISMATCH = False
     SKOPS_TRUSTED_TYPES: list[str] = []  # trusted beyond artifacts/skops.TRUSTED_TYPES
+    # Public key files (Ed25519, PEM or OpenSSH); set, every artifact must be signed by one
+    # of them (iris-service sign). From the environment: IRIS_SERVICE_TRUSTED_KEYS=/k/a.pub,/k/b.pub
+    TRUSTED_KEYS: list[str] = []
     MAX_BATCH_SIZE = 10_000
     # "reject": values outside the manifest's training min/max answer 422 (V1/V2/MLflow 400)
     # instead of an extrapolated prediction; the margin widens each range by a fraction of it.
@@ -141,7 +146,7 @@ def resolve_config_class(config: str | type | Mapping[str, Any] | None) -> type[
 #: Settings read from the environment as text, never as JSON: lists are comma-separated,
 #: and a key or token such as ``0``, ``null`` or ``123`` stays the string it is.
 STRING_SETTINGS = frozenset({"ADMIN_TOKEN"})
-LIST_SETTINGS = frozenset({"API_KEYS", "CORS_ORIGINS", "SKOPS_TRUSTED_TYPES"})
+LIST_SETTINGS = frozenset({"API_KEYS", "CORS_ORIGINS", "SKOPS_TRUSTED_TYPES", "TRUSTED_KEYS"})
 
 
 def load_settings(config: str | type | Mapping[str, Any] | None, instance: Path | None = None) -> dict[str, Any]:
@@ -170,6 +175,12 @@ def load_settings(config: str | type | Mapping[str, Any] | None, instance: Path 
             raise ConfigError(
                 "Production needs a model: set IRIS_SERVICE_MODEL_PATH to a trained "
                 "artifact (for example: iris-service train --out models/iris/model.joblib)."
+            )
+        if settings.get("PICKLE_ALLOWED") and not settings["TRUSTED_KEYS"]:
+            logging.getLogger("iris_service").warning(
+                "PICKLE_ALLOWED is on without TRUSTED_KEYS: whoever can write the model folder can run code "
+                "here; set IRIS_SERVICE_TRUSTED_KEYS=/path/key.pub (iris-service keygen, iris-service sign) "
+                "or IRIS_SERVICE_PICKLE_ALLOWED=false."
             )
     return settings
 
@@ -222,60 +233,6 @@ def _truthy(value: str) -> bool:
 
 def model_configured(config: Mapping[str, Any]) -> bool:
     return bool(config.get("MODEL_PATH") or config.get("MODELS") or config.get("MODEL_DIR"))
-
-
-#: Setting -> (kind, low, high): checked at start so a typo stops the service with one line.
-_NUMBERS: dict[str, tuple[type, float, float]] = {
-    "MAX_BATCH_SIZE": (int, 1, 10**9),
-    "MAX_CONTENT_LENGTH": (int, 1, 2**40),
-    "COMPRESS_MIN_SIZE": (int, 0, 2**40),
-    "COMPRESS_LEVEL": (int, 0, 9),
-}
-_BOOLEANS = ("PICKLE_ALLOWED", "ALLOW_VERSION_MISMATCH", "API_KEYS_PROTECT_PROBES", "API_KEYS_PROTECT_DOCS",
-             "COMPRESS_RESPONSES", "METRICS_ENABLED", "TRACING_ENABLED", "UI_ENABLED")
-
-
-def check_settings(settings: dict[str, Any]) -> None:
-    """Refuse a setting of the wrong type or range at start, naming it; normalise the rest."""
-    for key, (kind, low, high) in _NUMBERS.items():
-        value = settings.get(key)
-        if value is None and key == "MAX_CONTENT_LENGTH":
-            continue
-        if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-            raise ConfigError(f"{key} must be a whole number from {low} to {high:g}, not {value!r}.")
-    for key in _BOOLEANS:
-        if key in settings and not isinstance(settings[key], bool):
-            raise ConfigError(f"{key} must be true or false, not {settings[key]!r}.")
-    _check_input_ranges(settings)
-    _check_gc_threshold(settings)
-
-
-def _check_input_ranges(config: dict[str, Any]) -> None:
-    """Refuse a misspelt range policy at startup: it would silently serve extrapolations."""
-    policy = str(config.get("INPUT_RANGE_POLICY", "allow")).lower()
-    if policy not in ("allow", "reject"):
-        raise ConfigError(f"INPUT_RANGE_POLICY must be 'allow' or 'reject', not {config['INPUT_RANGE_POLICY']!r}.")
-    config["INPUT_RANGE_POLICY"] = policy
-    margin = config.get("INPUT_RANGE_MARGIN", 0.0)
-    if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < float("inf"):
-        raise ConfigError(f"INPUT_RANGE_MARGIN must be a number >= 0 (a fraction of each range), not {margin!r}.")
-
-
-def _check_gc_threshold(config: dict[str, Any]) -> None:
-    """``GC_THRESHOLD`` is null/false, or one to three positive integers (``gc.set_threshold``)."""
-    value = config.get("GC_THRESHOLD")
-    if value is None or value is False:
-        config["GC_THRESHOLD"] = None
-        return
-    if (
-        not isinstance(value, list | tuple)
-        or not 1 <= len(value) <= 3
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        raise ConfigError(f"GC_THRESHOLD must be null or one to three positive integers, not {value!r}.")
-    config["GC_THRESHOLD"] = tuple(value)
-
-
 
 
 def _loads_env(value: str) -> Any:

@@ -1,0 +1,69 @@
+"""Every setting's type and range, checked once at start: a bad one stops start-up with one line naming it."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import ConfigError
+
+#: Setting -> (kind, low, high): checked at start so a typo stops the service with one line.
+_NUMBERS: dict[str, tuple[type, float, float]] = {
+    "MAX_BATCH_SIZE": (int, 1, 10**9),
+    "MAX_CONTENT_LENGTH": (int, 1, 2**40),
+    "COMPRESS_MIN_SIZE": (int, 0, 2**40),
+    "COMPRESS_LEVEL": (int, 0, 9),
+}
+_BOOLEANS = ("PICKLE_ALLOWED", "ALLOW_VERSION_MISMATCH", "API_KEYS_PROTECT_PROBES", "API_KEYS_PROTECT_DOCS",
+             "COMPRESS_RESPONSES", "METRICS_ENABLED", "TRACING_ENABLED", "UI_ENABLED")
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    """Refuse a setting of the wrong type or range at start, naming it; normalise the rest."""
+    for key, (kind, low, high) in _NUMBERS.items():
+        value = settings.get(key)
+        if value is None and key == "MAX_CONTENT_LENGTH":
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+            raise ConfigError(f"{key} must be a whole number from {low} to {high:g}, not {value!r}.")
+    for key in _BOOLEANS:
+        if key in settings and not isinstance(settings[key], bool):
+            raise ConfigError(f"{key} must be true or false, not {settings[key]!r}.")
+    _check_input_ranges(settings)
+    _check_gc_threshold(settings)
+    _check_trusted_keys(settings)
+
+
+def _check_trusted_keys(config: dict[str, Any]) -> None:
+    """``TRUSTED_KEYS`` becomes a list of file names; the files are read when the data plane starts."""
+    value = config.get("TRUSTED_KEYS") or []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str | os.PathLike) for v in value):
+        raise ConfigError(f"TRUSTED_KEYS must be a list of public key files (or 'a.pub,b.pub'), not {value!r}.")
+    config["TRUSTED_KEYS"] = [str(v).strip() for v in value if str(v).strip()]
+
+
+def _check_input_ranges(config: dict[str, Any]) -> None:
+    """Refuse a misspelt range policy at startup: it would silently serve extrapolations."""
+    policy = str(config.get("INPUT_RANGE_POLICY", "allow")).lower()
+    if policy not in ("allow", "reject"):
+        raise ConfigError(f"INPUT_RANGE_POLICY must be 'allow' or 'reject', not {config['INPUT_RANGE_POLICY']!r}.")
+    config["INPUT_RANGE_POLICY"] = policy
+    margin = config.get("INPUT_RANGE_MARGIN", 0.0)
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < float("inf"):
+        raise ConfigError(f"INPUT_RANGE_MARGIN must be a number >= 0 (a fraction of each range), not {margin!r}.")
+
+
+def _check_gc_threshold(config: dict[str, Any]) -> None:
+    """``GC_THRESHOLD`` is null/false, or one to three positive integers (``gc.set_threshold``)."""
+    value = config.get("GC_THRESHOLD")
+    if value is None or value is False:
+        config["GC_THRESHOLD"] = None
+        return
+    if (
+        not isinstance(value, list | tuple)
+        or not 1 <= len(value) <= 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise ConfigError(f"GC_THRESHOLD must be null or one to three positive integers, not {value!r}.")
+    config["GC_THRESHOLD"] = tuple(value)

@@ -1,0 +1,66 @@
+"""What every command that writes an artifact shares: ``--force`` and ``--sign-key``.
+
+Here, beside ``train``, so ``iris-service register`` and ``export-onnx`` (in the
+CLI package) and ``train`` (also offered as ``flask train``) use the same ones.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+#: ``--sign-key PATH`` on every command that writes an artifact.
+SIGN_KEY_OPTION = click.option(
+    "--sign-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Sign what is written with this private key (iris-service keygen); writes <artifact>.sig.",
+)
+
+
+def claim(target: Path, *, whole_folder: bool, force: bool) -> list[Path]:
+    """What writing ``target`` replaces; without ``--force`` anything at all is a one-line refusal."""
+    from iris_service.artifacts.formats import occupied, occupied_message
+
+    found = occupied(target, whole_folder=whole_folder)
+    if found and not force:
+        raise click.ClickException(occupied_message(target, found, whole_folder=whole_folder))
+    return found
+
+
+def replace_stale(found: list[Path], written: Path) -> None:
+    """After a forced write: remove the replaced artifacts, so no older one is served."""
+    from iris_service.artifacts.formats import remove_stale
+
+    for path in remove_stale(found, keep=written):
+        click.echo(f"removed {path}")
+
+
+def signing_key(path: Path | None) -> Ed25519PrivateKey | None:
+    """The private key of ``--sign-key``/``--key``, or a one-line error."""
+    if path is None:
+        return None
+    from iris_service.artifacts.signing import KeyFileError, load_private_key
+
+    try:
+        return load_private_key(path)
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def sign_written(artifact: Path, key: Ed25519PrivateKey | None) -> None:
+    """Write ``artifact``'s signature with ``key`` (nothing when no key was given)."""
+    if key is None:
+        return
+    from iris_service.artifacts.signing import key_id, sign_artifact
+    from iris_service.errors import IrisServiceError
+
+    try:
+        target = sign_artifact(artifact, key)
+    except IrisServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(f"Could not write the signature of {artifact}: {exc.strerror or exc}") from None
+    click.echo(f"signed {artifact.name} with key {key_id(key.public_key())[:16]}; wrote {target}")
