@@ -361,3 +361,113 @@ def test_gunicorn_refuses_a_declared_oversized_body_before_it_arrives(iris_artif
     with gunicorn_server(iris_artifact, tmp_path, IRIS_SERVICE_MAX_CONTENT_LENGTH=str(SMALL_LIMIT)) as (
             _, port, _proc, _out):
         assert_too_large(exchange(port, declared_body_request(100 * SMALL_LIMIT)))
+
+
+@POSIX_ONLY
+@pytest.mark.server
+def test_gunicorn_is_not_stalled_by_clients_that_never_close(iris_artifact, tmp_path) -> None:
+    """16 clients ask for ``Connection: close`` and then neither read nor close: others are still served.
+
+    gthread's own close waits on its event loop up to 2 s for each such client to
+    close (16 clients: half a minute without accepting anyone); ours lingers
+    without blocking.
+    """
+    request = b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    sockets: list[socket.socket] = []
+    with gunicorn_server(iris_artifact, tmp_path) as (base, port, _proc, _output):
+        try:
+            for _ in range(16):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                sockets.append(sock)
+                sock.sendall(request)
+            for _ in range(4):
+                response = requests.get(f"{base}/health/live", timeout=5, headers={"Connection": "close"})
+                assert response.status_code == 200
+            predict(base)
+            # Each of them got its answer, then the server's close.
+            for sock in sockets:
+                assert answer(exchange_rest(sock))[0] == 200
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
+def exchange_rest(sock: socket.socket) -> bytes:
+    """What the server sent on ``sock``, read until it closed."""
+    chunks = []
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- when a request counts as arrived (gunicorn worker) ------------------------------------------
+
+
+@POSIX_ONLY
+@pytest.mark.parametrize(
+    ("pieces", "verdict"),
+    [
+        ([b"GET /health/live HTTP/1.1\r\nHost: a\r\n\r\n"], "ready"),
+        ([b"GET /health/live HTTP/1.1\r\nHost: a\r\n"], "more"),
+        ([b"POST /predict HTTP/1.1\r\nContent-Length: 5\r\n\r\nabc"], "more"),
+        ([b"POST /predict HTTP/1.1\r\nContent-Length: 5\r\n\r\nabc", b"de"], "ready"),
+        ([b"POST /predict HTTP/1.1\r\ncontent-length:  5 \r\n\r\nabcde"], "ready"),
+        # One byte at a time: the head and body are found across the pieces.
+        ([bytes([b]) for b in b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"], "ready"),
+        ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"], "ready"),
+        ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n"], "ready"),
+        ([bytes([b]) for b in b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n"],
+         "ready"),
+        ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"], "more"),
+        ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab"], "more"),
+        # Unusual: gunicorn decides, at once.
+        ([b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"], "hand over"),
+        ([b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n"], "hand over"),
+        ([b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"], "hand over"),
+        ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"], "hand over"),
+        ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n"], "hand over"),
+        ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n"], "hand over"),
+        ([b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"], "hand over"),
+        ([b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n"], "hand over"),
+        ([b"GET / HTTP/1.1\nHost: a\n\n"], "hand over"),
+        # Too large to buffer: the thread reads the body (or the app refuses it by its length).
+        ([b"POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n"], "hand over"),
+        ([b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70_000], "hand over"),
+    ],
+)
+def test_a_request_counts_as_arrived_once_its_head_and_body_are_in(pieces, verdict) -> None:
+    from iris_service.gunicorn_worker import RequestProgress
+
+    progress = RequestProgress()
+    verdicts = [progress.feed(piece) for piece in pieces]
+    assert verdicts[-1] == verdict
+    assert set(verdicts[:-1]) <= {"more"}  # nothing was decided before the last piece
+    assert bytes(progress.data) == b"".join(pieces)  # every byte is kept for gunicorn's parser
+
+
+@POSIX_ONLY
+def test_the_100_continue_a_client_waits_for_is_noticed() -> None:
+    from iris_service.gunicorn_worker import RequestProgress
+
+    progress = RequestProgress()
+    assert progress.feed(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n") == "more"
+    assert progress.expects_continue
+    assert progress.feed(b"abcd") == "ready"
+
+
+@POSIX_ONLY
+@pytest.mark.parametrize(("value", "seconds"), [(None, 30.0), ("", 30.0), ("2", 2.0), ("0.5", 0.5)])
+def test_gunicorn_request_timeout_comes_from_the_environment(value, seconds) -> None:
+    from iris_service.gunicorn_worker import request_timeout
+
+    assert request_timeout({} if value is None else {"GUNICORN_REQUEST_TIMEOUT": value}) == seconds
+
+
+@POSIX_ONLY
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf", "nan"])
+def test_a_bad_gunicorn_request_timeout_is_a_clear_error(value) -> None:
+    from iris_service.gunicorn_worker import request_timeout
+
+    with pytest.raises(ValueError, match="GUNICORN_REQUEST_TIMEOUT must be a positive number of seconds"):
+        request_timeout({"GUNICORN_REQUEST_TIMEOUT": value})
