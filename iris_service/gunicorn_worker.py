@@ -370,25 +370,35 @@ class RequestTimeoutWorker(gthread.ThreadWorker):
     def _keepalive_after(self, conn: Any, keepalive: Any) -> bool:
         if getattr(conn, "timed_out", False):
             return False  # part of the request is still unread
+        if isinstance(conn, _Connection):
+            conn.deadline = None  # answered; the next request gets its own deadline
         return bool(super()._keepalive_after(conn, keepalive))
 
     # --- back in the event loop --------------------------------------------------------
-
-    def finish_request(self, conn: Any, fs: Any) -> None:
-        if isinstance(conn, _Connection):
-            conn.deadline = None  # the next request gets its own
-        super().finish_request(conn, fs)
 
     def murder_keepalived(self, force: bool = False) -> None:
         """gthread's keep-alive expiry, then the requests past their deadline and the lingering ones."""
         super().murder_keepalived(force)
         now = time.monotonic()
-        for conn in [c for c in self.receiving if force or c.deadline is not None and c.deadline <= now]:
+        for conn in [c for c in self.receiving if force or self._expired(c, now)]:
             self._time_out(conn, answer=not force)
         if not force and self.nr_conns >= self.worker_connections:
             self._make_room(now)
         for conn in [c for c, until in self.lingering.items() if force or until <= now]:
             self._end_linger(conn)
+
+    def _expired(self, conn: _Connection, now: float) -> bool:
+        """Past its deadline; or, once the worker stops, silent since the accept for a while.
+
+        A stopping gthread keeps idle keep-alive connections ``STOP_KEEPALIVE_LINGER``
+        seconds at most; a connection that never sent anything gets the same, rather
+        than holding the stop for the whole request timeout.
+        """
+        if conn.deadline is not None and conn.deadline <= now:
+            return True
+        if self.alive or conn.progress is None or conn.progress.data:
+            return False
+        return now - conn.receiving_since >= getattr(gthread, "STOP_KEEPALIVE_LINGER", 2.0)
 
     def _time_out(self, conn: _Connection, answer: bool = True) -> None:
         """Answer 408 (if part of a request arrived) and close, lingering so the client reads it."""
@@ -450,8 +460,8 @@ class RequestTimeoutWorker(gthread.ThreadWorker):
 
 def _gthread_is_compatible() -> bool:
     """Whether gthread has the methods and the connection attributes this worker builds on."""
-    methods = ("accept", "enqueue_req", "on_client_socket_readable", "finish_request", "murder_keepalived",
-               "handle_request", "_keepalive_after")
+    methods = ("accept", "enqueue_req", "on_client_socket_readable", "murder_keepalived", "handle_request",
+               "_keepalive_after")
     return all(hasattr(gthread.ThreadWorker, name) for name in methods) and hasattr(gthread.TConn, "wait_for_data")
 
 
