@@ -137,7 +137,8 @@ def run(server: Any, *, drain_timeout: float = DRAIN_TIMEOUT) -> bool:
     Returns False when the drain ran out of time with connections still open.
     Off POSIX (Windows defines SIGTERM but never delivers it from outside), or off
     the main thread (signals cannot be handled there), this is waitress's own
-    ``run``: Ctrl+C stops it as it always did.
+    ``run``: Ctrl+C stops it as it always did. Either way the loop enforces the
+    request deadlines between polls.
     """
     posix = os.name == "posix" and hasattr(signal, "SIGTERM")
     socket_map = _socket_map(server)
