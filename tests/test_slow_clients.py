@@ -31,7 +31,7 @@ from conftest import KNOWN_ROWS, ROOT, free_port, run_server, serve_args, server
 
 ROW, _, SETOSA = KNOWN_ROWS[0]
 #: The request timeout the servers get here, in seconds.
-REQUEST_TIMEOUT = 3
+REQUEST_TIMEOUT = 4
 #: How long after its deadline a trickling connection may still be open: the
 #: servers look at their deadlines about every second, on a noisy shared machine.
 SLACK = 4.0
