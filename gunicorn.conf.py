@@ -18,8 +18,12 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 
 # Threads overlap request I/O and JSON work inside a worker, and keep /health/live
-# answering while another thread predicts; gthread also handles keep-alive.
-worker_class = "gthread"
+# answering while another thread predicts; gthread also handles keep-alive. Our
+# gthread receives each request whole in the worker's event loop before a thread
+# serves it, within GUNICORN_REQUEST_TIMEOUT seconds (30; read by the worker): plain
+# gthread gives a thread to a client's first byte, so 8 clients trickling their
+# headers a byte a second held all 8 threads, for ever.
+worker_class = "iris_service.servers.gunicorn_worker.ThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 
 # A worker silent this long (seconds) is killed and replaced: far above any single

@@ -27,8 +27,9 @@ LAYERS: dict[str, set[str]] = {
     "offline": {"errors", "artifacts", "runtime", "serving"},
     "training": {"errors", "settings", "artifacts", "runtime"},
     "rest": {"version", "errors", "settings", "artifacts", "runtime", "protocols", "serving", "training"},
+    "servers": {"version", "errors"},
     "cli": {"version", "errors", "settings", "artifacts", "runtime", "protocols", "serving", "offline",
-            "training", "rest"},
+            "training", "rest", "servers"},
     # The package root and the old import path of the blueprints only re-export.
     "__init__": {"version", "rest"},
     "blueprints": {"rest"},

@@ -311,7 +311,7 @@ def test_gunicorn_conf_defaults(clean_env: pytest.MonkeyPatch) -> None:
     conf = load_gunicorn_conf()
     assert conf["preload_app"] is True
     assert conf["bind"] == "127.0.0.1:5000"
-    assert (conf["workers"], conf["worker_class"], conf["threads"]) == (2, "gthread", 4)
+    assert (conf["workers"], conf["worker_class"], conf["threads"]) == (2, "iris_service.servers.gunicorn_worker.ThreadWorker", 4)
     assert conf["wsgi_app"] == "wsgi:app"
     assert conf["timeout"] > 0 and conf["keepalive"] > 0
     assert conf["control_socket_disable"] is True

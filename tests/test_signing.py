@@ -24,10 +24,6 @@ from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey
 
 from iris_service import create_app
 from iris_service.artifacts import load_verified, manifest_path, read_manifest, write_artifact
-from iris_service.cli import main
-from iris_service.errors import ConfigError
-from iris_service.errors import ArtifactError
-from iris_service.runtime import from_artifact
 from iris_service.artifacts.signing import (
     load_private_key,
     load_public_key,
@@ -37,6 +33,9 @@ from iris_service.artifacts.signing import (
     verify_artifact,
     write_keypair,
 )
+from iris_service.cli import main
+from iris_service.errors import ArtifactError, ConfigError
+from iris_service.runtime import from_artifact
 
 SETOSA = KNOWN_ROWS[0][0]  # [5.1, 3.5, 1.4, 0.2] -> class 0
 TOKEN = "signing-admin-token"

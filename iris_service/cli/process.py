@@ -21,7 +21,7 @@ def prepare(app: Any) -> None:
     # As waitress.serve does: its warnings (queue depth, socket errors) and our
     # errors' tracebacks reach stderr; the request log has its own handler.
     logging.basicConfig()
-    logging.getLogger("iris_service.cli.waitress_server").setLevel(logging.INFO)
+    logging.getLogger("iris_service.servers.waitress_server").setLevel(logging.INFO)
     configure_request_log(app.config.get("LOG_LEVEL", "INFO"))
     state = app.extensions.get(EXTENSION_KEY)
     if state is not None and state.dataplane is not None:

@@ -16,8 +16,11 @@ from ..settings import ENV_VAR
               help=f"Config environment (default: ${ENV_VAR} or development).")
 @click.option("--channel-timeout", default=120, show_default=True, type=click.IntRange(1),
               help="Seconds of client silence before a connection is closed (slow clients).")
+@click.option("--request-timeout", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Seconds a client has to send a whole request, headers and body; later ones get a 408.")
 @click.option("--connection-limit", default=100, show_default=True, type=click.IntRange(1),
-              help="Open connections accepted at once; more wait in the listen backlog.")
+              help="Open connections accepted at once; more wait in the listen backlog. At the limit, "
+                   "idle connections and requests still arriving after 2 s are closed to make room.")
 @click.option("--url-prefix", default="", metavar="PATH",
               help="Mount the app under PATH (e.g. /api) behind a proxy that forwards the prefix.")
 @click.option("--trusted-proxy", default=None, metavar="ADDRESS",
@@ -27,13 +30,14 @@ from ..settings import ENV_VAR
                    "or 'forwarded'.")
 @click.option("--drain-timeout", default=25.0, show_default=True, type=click.FloatRange(0),
               help="Seconds SIGTERM waits for requests in flight before closing their connections.")
-def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: int,
+def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: int, request_timeout: float,
           connection_limit: int, url_prefix: str, trusted_proxy: str | None, trusted_proxy_headers: str,
           drain_timeout: float) -> None:
     """Serve the app with waitress (works on Linux, macOS and Windows).
 
     On POSIX, SIGTERM stops it gracefully: new connections are refused, requests
-    in flight finish, and the process exits 0.
+    in flight finish, and the process exits 0. A body declared larger than
+    MAX_CONTENT_LENGTH is refused (413) before any of it is read.
     """
     from ..errors import ConfigError
     from ..rest.factory import create_app
@@ -53,6 +57,7 @@ def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: 
             # ones are closed when it next looks (every cleanup_interval, 30 s by default),
             # so look at least every channel timeout.
             cleanup_interval=min(30, channel_timeout), **proxy,
+            request_timeout=request_timeout, body_limit=app.config.get("MAX_CONTENT_LENGTH"),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -5,13 +5,19 @@ request in flight, and cancels queued requests on Ctrl+C. Orchestrators (systemd
 Docker, Kubernetes) stop a service with SIGTERM, so ``run`` turns it into a drain:
 stop listening, let every accepted request finish and flush, then return so the
 process exits 0. The handler is installed while ``run`` runs, never at import.
+
+waitress closes a connection only after ``channel_timeout`` seconds of silence, so
+a client sending one header byte a second keeps its connection, and its place
+under ``connection_limit``, forever. Our channels (:class:`DeadlineChannel`) must
+receive each request whole within ``request_timeout``, and ``run``'s loop answers
+the late ones 408 and closes them (:func:`enforce_deadlines`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import select
 import signal
 import socket
 import threading
@@ -24,35 +30,53 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
 
-log = logging.getLogger("iris_service.cli.waitress_server")
+from .deadlines import IDENT, REQUEST_TIMEOUT, chunk_framing_headroom
+from .waitress_channel import IDLE_GRACE, DeadlineChannel, enforce_deadlines, idle
 
-IDENT = "iris-service"
+log = logging.getLogger("iris_service.servers.waitress_server")
+
 #: Seconds the drain waits for requests in flight; below gunicorn.conf.py's
 #: graceful_timeout budget and Kubernetes' default 30 s grace period.
 DRAIN_TIMEOUT = 25.0
-#: A connection silent this long during the drain is closed: a keep-alive client
-#: that got its answer, or one that connected and never sent a request.
-IDLE_GRACE = 1.0
 #: How often the drain looks for idle connections, in seconds.
 _DRAIN_TICK = 0.05
+#: How often the serving loop looks for requests past their deadline, in seconds.
+_DEADLINE_TICK = 0.25
+#: Seconds between two log lines about connections the deadlines closed.
+_LOG_EVERY = 10.0
 
 WSGIApp = Callable[..., Any]
 
 
-def create(app: WSGIApp, **adjustments: Any) -> Any:
+def create(app: WSGIApp, *, request_timeout: float = REQUEST_TIMEOUT, body_limit: int | None = None,
+           **adjustments: Any) -> Any:
     """Bind a waitress server for ``app``; ``adjustments`` are waitress's settings.
+
+    ``request_timeout`` bounds the time to receive each request (see
+    :class:`DeadlineChannel`). ``body_limit`` is the app's ``MAX_CONTENT_LENGTH``:
+    waitress then refuses a body declared larger before reading any of it, and
+    the app answers the refusal (its JSON 413), instead of waitress spooling up to
+    1 GiB to a temporary file first.
 
     Raises ``ValueError`` for settings waitress refuses and ``OSError`` when the
     address cannot be bound.
     """
+    if not request_timeout > 0:
+        raise ValueError(f"request_timeout must be positive, not {request_timeout}")
     adjustments.setdefault("ident", IDENT)
+    if body_limit is not None:
+        adjustments.setdefault("max_request_body_size", body_limit + 1 + chunk_framing_headroom(body_limit))
     socket_map: dict[int, Any] = {}
     try:
-        return waitress.create_server(app, map=socket_map, **adjustments)
+        server = waitress.create_server(app, map=socket_map, **adjustments)
     except OSError:
         # waitress has made its socket and trigger before the bind failed.
         wasyncore.close_all(socket_map)
         raise
+    channel_class = functools.partial(DeadlineChannel, request_timeout=request_timeout, body_limit=body_limit)
+    for listener in _listeners(socket_map):
+        listener.channel_class = channel_class
+    return server
 
 
 def listening(server: Any) -> list[tuple[str, int]]:
@@ -68,13 +92,20 @@ def run(server: Any, *, drain_timeout: float = DRAIN_TIMEOUT) -> bool:
     Returns False when the drain ran out of time with connections still open.
     Off POSIX (Windows defines SIGTERM but never delivers it from outside), or off
     the main thread (signals cannot be handled there), this is waitress's own
-    ``run``: Ctrl+C stops it as it always did.
+    ``run``: Ctrl+C stops it as it always did. Either way the loop enforces the
+    request deadlines between polls.
     """
     posix = os.name == "posix" and hasattr(signal, "SIGTERM")
-    if not posix or threading.current_thread() is not threading.main_thread():
-        server.run()
-        return True
     socket_map = _socket_map(server)
+    serve_once = _ServingLoop(server, socket_map)
+    if not posix or threading.current_thread() is not threading.main_thread():
+        # waitress's own run, with our deadlines checked between polls.
+        try:
+            while True:
+                serve_once()
+        except (KeyboardInterrupt, SystemExit):
+            server.task_dispatcher.shutdown()
+        return True
     stop = threading.Event()
     wakeup = _SignalWakeup(socket_map)
     previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
@@ -84,7 +115,7 @@ def run(server: Any, *, drain_timeout: float = DRAIN_TIMEOUT) -> bool:
     try:
         try:
             while not stop.is_set():
-                _poll(server, socket_map, server.adj.asyncore_loop_timeout)
+                serve_once()
         except (KeyboardInterrupt, SystemExit):
             # Ctrl+C: waitress's own behaviour (queued requests are cancelled).
             server.task_dispatcher.shutdown()
@@ -109,7 +140,7 @@ def drain(server: Any, socket_map: dict[int, Any], *, timeout: float, idle_grace
     are taken in before the socket closes, so only later ones are refused.
     """
     deadline = time.monotonic() + timeout
-    for listener in [obj for obj in socket_map.values() if isinstance(obj, BaseWSGIServer)]:
+    for listener in _listeners(socket_map):
         _accept_backlog(listener, socket_map)
         # The plain dispatcher close: BaseWSGIServer.close would also close the
         # trigger that worker threads use to wake this loop when a response is ready.
@@ -122,8 +153,11 @@ def drain(server: Any, socket_map: dict[int, Any], *, timeout: float, idle_grace
             break
         now = time.time()
         for channel in channels:
-            if _idle(channel) and now - channel.last_activity >= idle_grace:
+            if isinstance(channel, DeadlineChannel) and channel.lingering_until is not None:
+                channel.close_now()  # its answer is sent; the rest is the client's
+            elif idle(channel) and now - channel.last_activity >= idle_grace:
                 channel.handle_close()
+        enforce_deadlines(socket_map, connection_limit=None)
         _poll(server, socket_map, _DRAIN_TICK)
     # cancel_pending=False: a request still queued for a thread is served, not dropped.
     server.task_dispatcher.shutdown(cancel_pending=False, timeout=max(0.0, deadline - time.monotonic()))
@@ -131,8 +165,45 @@ def drain(server: Any, socket_map: dict[int, Any], *, timeout: float, idle_grace
     return drained
 
 
+class _ServingLoop:
+    """One poll of the server's sockets, then the deadlines (at most every ``_DEADLINE_TICK``).
+
+    What the deadlines closed is logged as a sum at most every ``_LOG_EVERY``
+    seconds: under a flood of slow clients, a line per tick would flood the log.
+    """
+
+    def __init__(self, server: Any, socket_map: dict[int, Any]) -> None:
+        self.server = server
+        self.socket_map = socket_map
+        self.next_check = 0.0
+        self.timed_out = self.shed = 0
+        self.next_log = 0.0
+
+    def __call__(self) -> None:
+        _poll(self.server, self.socket_map, self.server.adj.asyncore_loop_timeout)
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + _DEADLINE_TICK
+        timed_out, shed = enforce_deadlines(self.socket_map, self.server.adj.connection_limit, now)
+        self.timed_out += timed_out
+        self.shed += shed
+        if (self.timed_out or self.shed) and now >= self.next_log:
+            self.next_log = now + _LOG_EVERY
+            if self.timed_out:
+                log.info("closed %d connection(s) whose request did not arrive in time", self.timed_out)
+            if self.shed:
+                log.warning("at the connection limit (%d): closed %d slow or idle connection(s) to make room",
+                            self.server.adj.connection_limit, self.shed)
+            self.timed_out = self.shed = 0
+
+
 def _socket_map(server: Any) -> dict[int, Any]:
     return server._map if isinstance(server, BaseWSGIServer) else server.map
+
+
+def _listeners(socket_map: dict[int, Any]) -> list[BaseWSGIServer]:
+    return [obj for obj in socket_map.values() if isinstance(obj, BaseWSGIServer)]
 
 
 def _poll(server: Any, socket_map: dict[int, Any], timeout: float) -> None:
@@ -146,27 +217,6 @@ def _accept_backlog(listener: BaseWSGIServer, socket_map: dict[int, Any]) -> Non
         listener.handle_accept()
         if len(socket_map) == before:
             return
-
-
-def _idle(channel: HTTPChannel) -> bool:
-    """No request being received, queued or answered, nothing to send, nothing unread.
-
-    The last check keeps a keep-alive client's next request, already in the
-    socket buffer but not yet read by the loop, from being cut off.
-    """
-    if (
-        channel.requests
-        or channel.request is not None
-        or channel.total_outbufs_len
-        or channel.will_close
-        or channel.close_when_flushed
-    ):
-        return False
-    try:
-        readable, _, _ = select.select([channel.socket], [], [], 0)
-    except (OSError, ValueError):  # closed meanwhile: the loop will drop it
-        return False
-    return not readable
 
 
 class _SignalWakeup(wasyncore.dispatcher):
@@ -192,3 +242,5 @@ class _SignalWakeup(wasyncore.dispatcher):
     def close_both(self) -> None:
         self.close()
         self.write_end.close()
+
+
