@@ -247,6 +247,29 @@ def test_a_setting_of_the_wrong_type_in_instance_config_stops_create_app(instanc
     assert "1234" not in str(caught.value) and "admin-secret" not in str(caught.value)  # secrets are not echoed
 
 
+@pytest.mark.parametrize("value", ['["*"]', '["https://a.example"]', "app.example", "https://a.example/path"])
+def test_a_cors_origin_no_browser_can_send_stops_create_app(instance, iris_artifact, monkeypatch, value):
+    monkeypatch.setenv("IRIS_SERVICE_CORS_ORIGINS", value)
+    with pytest.raises(ConfigError) as caught:
+        keyed_app(iris_artifact)
+    assert str(caught.value) == (
+        f"CORS_ORIGINS entries are origins like https://app.example (or *), not {value!r}; "
+        "from the environment write them comma-separated: https://a.example,https://b.example."
+    )
+
+
+def test_cors_origins_from_the_environment_are_comma_separated(instance, iris_artifact, monkeypatch):
+    monkeypatch.setenv("IRIS_SERVICE_CORS_ORIGINS", "https://a.example, http://127.0.0.1:8080/")
+    client = keyed_app(iris_artifact).test_client()
+    for origin in ("https://a.example", "http://127.0.0.1:8080"):
+        response = client.post("/predict", json={"features": ROW}, headers={"Origin": origin})
+        assert response.headers["Access-Control-Allow-Origin"] == origin
+    monkeypatch.setenv("IRIS_SERVICE_CORS_ORIGINS", "*")
+    response = keyed_app(iris_artifact).test_client().post("/predict", json={"features": ROW},
+                                                             headers={"Origin": "https://any.example"})
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
 def test_lists_in_instance_config_may_be_comma_separated_strings(instance, iris_artifact):
     (instance / "config.py").write_text(
         "API_KEYS = 'k-1, k-2,'\nCORS_ORIGINS = 'https://a.example'\nSKOPS_TRUSTED_TYPES = None\nADMIN_TOKEN = ' t '\n"

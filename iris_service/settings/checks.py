@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from ..errors import ConfigError
@@ -37,6 +38,7 @@ def check_settings(settings: dict[str, Any]) -> None:
     _check_trusted_keys(settings)
     for key in _TEXT_LISTS:
         _check_text_list(settings, key)
+    _check_origins(settings)
     _check_admin_token(settings)
 
 
@@ -66,6 +68,24 @@ def _check_text_list(config: dict[str, Any], key: str) -> None:
         shown = _shape(value) if key in _SECRETS else repr(value)
         raise ConfigError(f"{key} must be a list of strings or a comma-separated string, not {shown}.")
     config[key] = [v.strip() for v in value if v.strip()]
+
+
+#: What a browser sends as ``Origin``: scheme, host and an optional port (a trailing ``/`` is forgiven).
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s\"'\[\],]+/?", re.IGNORECASE)
+
+
+def _check_origins(config: dict[str, Any]) -> None:
+    """Every ``CORS_ORIGINS`` entry is ``*`` or an origin, or start-up stops naming it.
+
+    An entry no browser can send (``app.example`` without its scheme, or the JSON
+    ``["*"]`` in the variable, which is read as text) would leave CORS silently off.
+    """
+    for origin in config["CORS_ORIGINS"]:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"CORS_ORIGINS entries are origins like https://app.example (or *), not {origin!r}; "
+                "from the environment write them comma-separated: https://a.example,https://b.example."
+            )
 
 
 def _shape(value: Any) -> str:
