@@ -156,6 +156,65 @@ def test_admin_routes_need_the_admin_token_not_an_api_key(iris_artifact, tmp_pat
     assert accepted.get_json()["name"] == "iris"
 
 
+ADMIN = "admin-secret-0123"
+ADMIN_ROUTES = [("/admin/models/iris/reload", None), ("/v2/repository/index", {})]
+
+
+@pytest.fixture
+def admin_client(iris_artifact, tmp_path, monkeypatch):
+    """API keys on, the admin token set, and a listed CORS origin."""
+    return make_app(iris_artifact, tmp_path, monkeypatch, API_KEYS=KEYS, ADMIN_TOKEN=ADMIN,
+                    CORS_ORIGINS=["https://app.example"]).test_client()
+
+
+@pytest.mark.parametrize(("path", "body"), ADMIN_ROUTES, ids=["admin", "v2-repository"])
+@pytest.mark.parametrize(
+    "headers",
+    [{"Authorization": f"Bearer {ADMIN}"}, {"Authorization": f"bearer {ADMIN}"},
+     {"Authorization": f"Bearer {ADMIN}", "X-API-Key": "anything"}],
+    ids=["bearer", "lower-case-scheme", "bearer-beside-x-api-key"],
+)
+def test_admin_routes_take_the_token_as_a_bearer_token_alone(admin_client, path, body, headers):
+    """No API key is needed beside it: a request has one Authorization header, and the token takes it."""
+    response = admin_client.post(path, json=body, headers=headers)
+    assert response.status_code == 200
+    assert response.get_json()  # the reload's or the repository index's answer
+
+
+@pytest.mark.parametrize(("path", "body"), ADMIN_ROUTES, ids=["admin", "v2-repository"])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"X-API-Key": ADMIN}, {"X-API-Key": ADMIN, "Authorization": f"Bearer {KEYS[0]}"},
+     {"Authorization": f"Bearer {KEYS[0]}"}, {"Authorization": f"Basic {ADMIN}"}, {"Authorization": ADMIN}],
+    ids=["none", "token-as-x-api-key", "token-as-x-api-key-with-a-key-as-bearer", "api-key-as-bearer", "basic",
+         "no-scheme"],
+)
+def test_admin_routes_refuse_the_token_as_x_api_key_and_api_keys_with_401(admin_client, path, body, headers):
+    response = admin_client.post(path, json=body, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="iris-service admin"'
+    payload = response.get_json()
+    assert (payload.get("message") or payload.get("error")) == "Missing or wrong bearer token."
+
+
+@pytest.mark.parametrize("path", [p for p, _ in ADMIN_ROUTES], ids=["admin", "v2-repository"])
+def test_admin_routes_send_no_cors_headers_not_even_to_a_listed_origin(admin_client, path):
+    preflight = admin_client.options(path, headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization"})
+    assert preflight.status_code == 401  # no token on a preflight: the browser stops here
+    assert not [h for h in preflight.headers.keys() if h.lower().startswith("access-control-")]
+    real = admin_client.post(path, json={}, headers={"Origin": "https://app.example",
+                                                      "Authorization": f"Bearer {ADMIN}"})
+    assert real.status_code == 200  # curl and other tools are unaffected
+    assert not [h for h in real.headers.keys() if h.lower().startswith("access-control-")]
+    # The API beside them still answers the same origin's preflight.
+    api = admin_client.options("/predict", headers={"Origin": "https://app.example",
+                                                    "Access-Control-Request-Method": "POST"})
+    assert api.status_code == 200
+    assert api.headers["Access-Control-Allow-Origin"] == "https://app.example"
+
+
 def test_keys_never_appear_in_logs_or_answers(iris_artifact, tmp_path, monkeypatch, caplog, capsys):
     configure_request_log("INFO")  # what a server's entry point does: lines to stderr
     client = make_app(iris_artifact, tmp_path, monkeypatch, API_KEYS=KEYS, LOG_FORMAT="json").test_client()

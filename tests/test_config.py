@@ -155,3 +155,143 @@ def test_a_host_app_using_only_our_model_store_keeps_its_gc_thresholds(iris_arti
 
     settle_heap(host.config["GC_THRESHOLD"])  # opting in is the host's own call
     assert gc.get_threshold() == (30_000, 10, 10)
+
+
+# --- keys and tokens from the environment are text ------------------------------------
+
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+def keyed_app(iris_artifact):
+    return create_app({"ENV_NAME": "testing", "MODEL_PATH": str(iris_artifact)})
+
+
+@pytest.mark.parametrize("key", ["0", "null", "false", "123456", "true", "[1]"])
+def test_an_api_key_that_looks_like_json_is_that_key(instance, iris_artifact, monkeypatch, key):
+    """``IRIS_SERVICE_API_KEYS=0`` once parsed as JSON: ``0``/``null``/``false`` turned keys off, ``123456`` crashed."""
+    monkeypatch.setenv("IRIS_SERVICE_API_KEYS", key)
+    app = keyed_app(iris_artifact)
+    assert app.config["API_KEYS"] == [key]
+    client = app.test_client()
+    refused = client.post("/predict", json={"features": ROW})
+    assert refused.status_code == 401
+    assert refused.get_json()["message"] == "Missing or wrong bearer token."
+    answered = client.post("/predict", json={"features": ROW}, headers={"X-API-Key": key})
+    assert answered.status_code == 200
+    assert answered.get_json()["label"] == "setosa"
+    assert client.post("/predict", json={"features": ROW}, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+
+def test_api_keys_from_the_environment_are_comma_separated(instance, iris_artifact, monkeypatch):
+    monkeypatch.setenv("IRIS_SERVICE_API_KEYS", "a,b")
+    client = keyed_app(iris_artifact).test_client()
+    for key in ("a", "b"):
+        assert client.post("/predict", json={"features": ROW}, headers={"X-API-Key": key}).status_code == 200
+    for wrong in ("a,b", "c", ""):
+        assert client.post("/predict", json={"features": ROW}, headers={"X-API-Key": wrong}).status_code == 401
+
+
+@pytest.mark.parametrize("value", ["", " ", " , "])
+def test_an_empty_api_keys_variable_means_no_keys(instance, iris_artifact, monkeypatch, value):
+    monkeypatch.setenv("IRIS_SERVICE_API_KEYS", value)
+    app = keyed_app(iris_artifact)
+    assert app.config["API_KEYS"] == []
+    response = app.test_client().post("/predict", json={"features": ROW})
+    assert response.status_code == 200
+    assert response.get_json()["label"] == "setosa"
+
+
+@pytest.mark.parametrize("token", ["123", "0", "null", "false"])
+def test_an_admin_token_that_looks_like_json_is_that_token(instance, iris_artifact, monkeypatch, token):
+    monkeypatch.setenv("IRIS_SERVICE_ADMIN_TOKEN", token)
+    app = keyed_app(iris_artifact)
+    assert app.config["ADMIN_TOKEN"] == token
+    client = app.test_client()
+    assert client.post("/admin/models/iris/reload").status_code == 401
+    assert client.post("/admin/models/iris/reload", headers={"Authorization": "Bearer 1234"}).status_code == 401
+    accepted = client.post("/admin/models/iris/reload", headers={"Authorization": f"Bearer {token}"})
+    assert accepted.status_code == 200
+    assert accepted.get_json()["name"] == "iris"
+
+
+def test_an_empty_admin_token_variable_leaves_the_admin_routes_off(instance, iris_artifact, monkeypatch):
+    monkeypatch.setenv("IRIS_SERVICE_ADMIN_TOKEN", "")
+    app = keyed_app(iris_artifact)
+    assert app.config["ADMIN_TOKEN"] is None
+    response = app.test_client().post("/admin/models/iris/reload", headers={"Authorization": "Bearer "})
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("API_KEYS = 5", "API_KEYS must be a list of strings or a comma-separated string, not a value of type int."),
+        ("API_KEYS = [1234, 'ok']", "API_KEYS must be a list of strings or a comma-separated string, not a list holding int."),
+        ("API_KEYS = True", "API_KEYS must be a list of strings or a comma-separated string, not a value of type bool."),
+        ("CORS_ORIGINS = 5", "CORS_ORIGINS must be a list of strings or a comma-separated string, not 5."),
+        ("CORS_ORIGINS = {'https://a.example': 1}",
+         "CORS_ORIGINS must be a list of strings or a comma-separated string, not {'https://a.example': 1}."),
+        ("SKOPS_TRUSTED_TYPES = 1.5",
+         "SKOPS_TRUSTED_TYPES must be a list of strings or a comma-separated string, not 1.5."),
+        ("ADMIN_TOKEN = 123", "ADMIN_TOKEN must be a string (or unset), not a value of type int."),
+        ("ADMIN_TOKEN = ['admin-secret']", "ADMIN_TOKEN must be a string (or unset), not a list."),
+    ],
+    ids=["keys-int", "keys-list-of-int", "keys-bool", "cors-int", "cors-dict", "skops-float", "token-int",
+         "token-list"],
+)
+def test_a_setting_of_the_wrong_type_in_instance_config_stops_create_app(instance, iris_artifact, line, message):
+    (instance / "config.py").write_text(line + "\n")
+    with pytest.raises(ConfigError) as caught:
+        keyed_app(iris_artifact)
+    assert str(caught.value) == message
+    assert "1234" not in str(caught.value) and "admin-secret" not in str(caught.value)  # secrets are not echoed
+
+
+@pytest.mark.parametrize("value", ['["*"]', '["https://a.example"]', "app.example", "https://a.example/path"])
+def test_a_cors_origin_no_browser_can_send_stops_create_app(instance, iris_artifact, monkeypatch, value):
+    monkeypatch.setenv("IRIS_SERVICE_CORS_ORIGINS", value)
+    with pytest.raises(ConfigError) as caught:
+        keyed_app(iris_artifact)
+    assert str(caught.value) == (
+        f"CORS_ORIGINS entries are origins like https://app.example (or *), not {value!r}; "
+        "from the environment write them comma-separated: https://a.example,https://b.example."
+    )
+
+
+def test_cors_origins_from_the_environment_are_comma_separated(instance, iris_artifact, monkeypatch):
+    monkeypatch.setenv("IRIS_SERVICE_CORS_ORIGINS", "https://a.example, http://127.0.0.1:8080/")
+    client = keyed_app(iris_artifact).test_client()
+    for origin in ("https://a.example", "http://127.0.0.1:8080"):
+        response = client.post("/predict", json={"features": ROW}, headers={"Origin": origin})
+        assert response.headers["Access-Control-Allow-Origin"] == origin
+    monkeypatch.setenv("IRIS_SERVICE_CORS_ORIGINS", "*")
+    response = keyed_app(iris_artifact).test_client().post("/predict", json={"features": ROW},
+                                                             headers={"Origin": "https://any.example"})
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_lists_in_instance_config_may_be_comma_separated_strings(instance, iris_artifact):
+    (instance / "config.py").write_text(
+        "API_KEYS = 'k-1, k-2,'\nCORS_ORIGINS = 'https://a.example'\nSKOPS_TRUSTED_TYPES = None\nADMIN_TOKEN = ' t '\n"
+    )
+    app = keyed_app(iris_artifact)
+    assert app.config["API_KEYS"] == ["k-1", "k-2"]
+    assert app.config["CORS_ORIGINS"] == ["https://a.example"]
+    assert app.config["SKOPS_TRUSTED_TYPES"] == []
+    assert app.config["ADMIN_TOKEN"] == "t"
+    client = app.test_client()
+    assert client.post("/predict", json={"features": ROW}, headers={"X-API-Key": "k-2"}).status_code == 200
+    assert client.post("/admin/models/iris/reload", headers={"Authorization": "Bearer t"}).status_code == 200
+
+
+def test_serve_refuses_a_json_scalar_api_keys_with_one_line(instance, iris_artifact):
+    (instance / "config.py").write_text("API_KEYS = 5\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "iris_service.cli", "serve", "--env", "production", "--port", "0"],
+        capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "IRIS_SERVICE_INSTANCE_PATH": str(instance),
+             "IRIS_SERVICE_MODEL_PATH": str(iris_artifact)},
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["Error: API_KEYS must be a list of strings or a comma-separated string, not a value of type int."]

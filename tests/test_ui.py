@@ -1,6 +1,7 @@
 """The page at ``/`` without a browser: JSON index when off, any model's form when on."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,43 @@ def test_regressor_page_has_no_bars_or_example_buttons(regressor_artifact, tmp_p
     assert "Press Predict to see the value." in html
     assert "<dt>Accuracy</dt><dd>not recorded</dd>" in html
     assert 'id="model-picker"' not in html  # one model: no picker
+
+
+def test_page_has_no_key_field_when_the_server_has_no_keys(client):
+    html = get(client, "/").get_data(as_text=True)
+    assert 'id="api-key"' not in html
+    assert "X-API-Key" not in html
+
+
+def test_page_asks_for_a_key_when_predict_needs_one_and_keeps_its_csp(iris_artifact, tmp_path, monkeypatch):
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path))
+    key = "page-key-never-rendered"
+    client = create_app_for_test({"MODEL_PATH": str(iris_artifact), "API_KEYS": [key]}).test_client()
+    response = get(client, "/")
+    assert response.status_code == 200  # the page itself is open, like the docs
+    html = response.get_data(as_text=True)
+    field = re.search(r"<input id=\"api-key\"[^>]*>", html).group(0)
+    assert 'type="password"' in field and 'autocomplete="off"' in field
+    assert "name=" not in field  # a form submitted without JavaScript never puts the key in a URL
+    assert '<label for="api-key">API key</label>' in html
+    assert key not in html
+    # Still no inline script: the page's code is the one same-origin file, and the CSP admits nothing else.
+    scripts = re.findall(r"<script\b[^>]*>", html)
+    assert scripts == ['<script src="/static/ui.js">']
+    directives = dict(d.strip().split(" ", 1) for d in response.headers["Content-Security-Policy"].split(";"))
+    assert directives["script-src"] == "'self'"
+    assert directives["connect-src"] == "'self'"
+    assert get(client, "/static/ui.js").status_code == 200  # assets load without a key
+    assert client.post("/models/iris/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}).status_code == 401
+
+
+def test_with_protected_docs_the_page_itself_answers_401_without_a_key(iris_artifact, tmp_path, monkeypatch):
+    """API_KEYS_PROTECT_DOCS closes the page too: a browser cannot send a key when navigating, so it gets the 401."""
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path))
+    client = create_app_for_test({"MODEL_PATH": str(iris_artifact), "API_KEYS": ["k"],
+                                  "API_KEYS_PROTECT_DOCS": True}).test_client()
+    refused = get(client, "/")
+    assert refused.status_code == 401 and refused.get_json()["code"] == 401
+    page = client.get("/", headers={"X-API-Key": "k"})
+    assert page.status_code == 200
+    assert 'id="api-key"' in page.get_data(as_text=True)

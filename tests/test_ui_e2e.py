@@ -236,3 +236,83 @@ def test_out_of_range_value_refused_by_the_api_is_shown_next_to_the_field(browse
         assert message_for(browser, "petal_width") == ""
         assert field.get_attribute("aria-invalid") is None
         assert browser.find_element(By.ID, "predicted-label").text == "setosa"
+
+
+PAGE_KEY = "page-key-0123456789"
+
+
+def test_with_api_keys_the_page_asks_for_the_key_and_says_when_it_gets_401(browser, live_server, tmp_path):
+    with live_server({**UI_ENV, "IRIS_SERVICE_API_KEYS": f"other-key,{PAGE_KEY}"}) as base:
+        browser.get(base + "/")
+        browser.execute_script("window.sessionStorage.clear()")
+        key_field = browser.find_element(By.ID, "api-key")
+        assert key_field.get_attribute("type") == "password"
+        assert browser.find_element(By.CSS_SELECTOR, "label[for='api-key']").text == "API key"
+        setosa = {name: str(v) for name, v in zip(
+            ("sepal_length", "sepal_width", "petal_length", "petal_width"), KNOWN_ROWS[0][0], strict=True)}
+        fill(browser, setosa)
+
+        # No key: the page says the server answered 401 and sends the person to the key field.
+        predict(browser)
+        assert browser.find_element(By.ID, "api-key-msg").text == (
+            "401 Unauthorized: this server needs an API key. Enter it here."
+        )
+        assert browser.find_element(By.ID, "form-error").text == "No prediction: see the API key field."
+        assert browser.find_element(By.ID, "result-summary").text == "No prediction: not authorised."
+        assert key_field.get_attribute("aria-invalid") == "true"
+        assert browser.switch_to.active_element == key_field
+        assert message_for(browser, "petal_length") == ""  # the row was not blamed
+        browser.save_screenshot(str(tmp_path / "08-api-key-needed.png"))
+
+        # A wrong key is refused with its own message.
+        key_field.send_keys("not-the-key")
+        predict(browser)
+        assert browser.find_element(By.ID, "api-key-msg").text == (
+            "401 Unauthorized: the API key was refused. Check it and try again."
+        )
+
+        # A key no HTTP header can carry is explained, not reported as "could not reach the server".
+        key_field.clear()
+        key_field.send_keys("clé")
+        predict(browser)
+        assert browser.find_element(By.ID, "api-key-msg").text == (
+            "An API key is plain text: letters, digits and punctuation only."
+        )
+
+        # The right key: Predict answers, and the key is nowhere but the field and this tab's sessionStorage.
+        key_field.clear()
+        key_field.send_keys(PAGE_KEY)
+        predict(browser)
+        assert browser.find_element(By.ID, "predicted-label").text == "setosa"
+        assert browser.find_element(By.ID, "form-error").text == ""
+        assert browser.find_element(By.ID, "api-key-msg").text == ""
+        assert key_field.get_attribute("aria-invalid") is None
+        assert browser.execute_script("return window.sessionStorage.getItem('iris-service.api-key')") == PAGE_KEY
+        assert browser.execute_script("return window.localStorage.length") == 0
+        assert browser.get_cookies() == []
+        assert PAGE_KEY not in browser.current_url
+        browser.save_screenshot(str(tmp_path / "09-api-key-predicted.png"))
+
+        # A reload in the same tab keeps the key; Enter in the key field predicts.
+        browser.refresh()
+        key_field = browser.find_element(By.ID, "api-key")
+        assert key_field.get_attribute("value") == PAGE_KEY
+        assert PAGE_KEY not in browser.page_source  # a typed value is no attribute: only the field holds it
+        browser.find_element(By.CSS_SELECTOR, "button.example").click()
+        browser.execute_script("delete document.getElementById('predict-form').dataset.state")
+        key_field.send_keys(Keys.ENTER)
+        WebDriverWait(browser, WAIT_SECONDS).until(
+            lambda d: d.find_element(By.ID, "predict-form").get_attribute("data-state") == "done"
+        )
+        assert browser.find_element(By.ID, "predicted-label").text == "setosa"
+        assert PAGE_KEY not in browser.current_url
+
+        # Emptying the field forgets the key: the next Predict is a 401 again, and so is a reload.
+        key_field.clear()
+        predict(browser)
+        assert browser.find_element(By.ID, "api-key-msg").text.startswith("401 Unauthorized: this server needs")
+        assert browser.execute_script("return window.sessionStorage.getItem('iris-service.api-key')") is None
+
+        # The page still runs only its own script: the CSP held (no violation was reported).
+        logs = [entry["message"] for entry in browser.get_log("browser")]
+        assert not [m for m in logs if "Content Security Policy" in m], logs

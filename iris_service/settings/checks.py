@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from ..errors import ConfigError
@@ -15,6 +16,10 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
 }
 _BOOLEANS = ("PICKLE_ALLOWED", "ALLOW_VERSION_MISMATCH", "API_KEYS_PROTECT_PROBES", "API_KEYS_PROTECT_DOCS",
              "COMPRESS_RESPONSES", "METRICS_ENABLED", "TRACING_ENABLED", "UI_ENABLED")
+#: Lists of text (keys, origins, type names): a list of strings, or ``"a,b"`` as the environment gives them.
+_TEXT_LISTS = ("API_KEYS", "CORS_ORIGINS", "SKOPS_TRUSTED_TYPES")
+#: Settings whose values are never repeated in an error message.
+_SECRETS = frozenset({"API_KEYS", "ADMIN_TOKEN"})
 
 
 def check_settings(settings: dict[str, Any]) -> None:
@@ -31,6 +36,10 @@ def check_settings(settings: dict[str, Any]) -> None:
     _check_input_ranges(settings)
     _check_gc_threshold(settings)
     _check_trusted_keys(settings)
+    for key in _TEXT_LISTS:
+        _check_text_list(settings, key)
+    _check_origins(settings)
+    _check_admin_token(settings)
 
 
 def _check_trusted_keys(config: dict[str, Any]) -> None:
@@ -41,6 +50,65 @@ def _check_trusted_keys(config: dict[str, Any]) -> None:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str | os.PathLike) for v in value):
         raise ConfigError(f"TRUSTED_KEYS must be a list of public key files (or 'a.pub,b.pub'), not {value!r}.")
     config["TRUSTED_KEYS"] = [str(v).strip() for v in value if str(v).strip()]
+
+
+def _check_text_list(config: dict[str, Any], key: str) -> None:
+    """``key`` becomes a list of non-empty strings, or start-up stops naming it.
+
+    ``API_KEYS = 5`` or ``[1234]`` in ``instance/config.py`` used to reach the
+    security hook as a number, where it crashed or was compared as text nobody
+    typed; refusing it here says which setting to fix. ``None`` means none.
+    """
+    value = config.get(key)
+    if value is None:
+        value = []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        shown = _shape(value) if key in _SECRETS else repr(value)
+        raise ConfigError(f"{key} must be a list of strings or a comma-separated string, not {shown}.")
+    config[key] = [v.strip() for v in value if v.strip()]
+
+
+#: What a browser sends as ``Origin``: scheme, host and an optional port (a trailing ``/`` is forgiven).
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s\"'\[\],]+/?", re.IGNORECASE)
+
+
+def _check_origins(config: dict[str, Any]) -> None:
+    """Every ``CORS_ORIGINS`` entry is ``*`` or an origin, or start-up stops naming it.
+
+    An entry no browser can send (``app.example`` without its scheme, or the JSON
+    ``["*"]`` in the variable, which is read as text) would leave CORS silently off.
+    """
+    for origin in config["CORS_ORIGINS"]:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"CORS_ORIGINS entries are origins like https://app.example (or *), not {origin!r}; "
+                "from the environment write them comma-separated: https://a.example,https://b.example."
+            )
+
+
+def _shape(value: Any) -> str:
+    """What a refused secret looks like, without its value: start-up errors end up in logs."""
+    if isinstance(value, list | tuple):
+        kinds = sorted({type(v).__name__ for v in value if not isinstance(v, str)})
+        return f"a {type(value).__name__} holding {' and '.join(kinds)}" if kinds else f"a {type(value).__name__}"
+    return f"a value of type {type(value).__name__}"
+
+
+def _check_admin_token(config: dict[str, Any]) -> None:
+    """``ADMIN_TOKEN`` is one string or nothing; an empty one turns the admin routes off like none.
+
+    ``ADMIN_TOKEN = 123`` in ``instance/config.py`` is refused rather than turned
+    into ``"123"``: the file's author wrote a number, and guessing what text they
+    meant for a secret is worse than one line asking them to quote it.
+    """
+    token = config.get("ADMIN_TOKEN")
+    if token is None:
+        return
+    if not isinstance(token, str):
+        raise ConfigError(f"ADMIN_TOKEN must be a string (or unset), not {_shape(token)}.")
+    config["ADMIN_TOKEN"] = token.strip() or None
 
 
 def _check_input_ranges(config: dict[str, Any]) -> None:

@@ -1,7 +1,11 @@
 """Admin routes: hot reload of a model, guarded by ``ADMIN_TOKEN``.
 
 With no token configured the routes do not exist (404), so a forgotten
-setting never leaves them open.
+setting never leaves them open. The token is accepted only as
+``Authorization: Bearer <ADMIN_TOKEN>``, never as ``X-API-Key``: that header
+carries API keys (the page keeps one in the browser), and a key field is no
+place for the token that swaps models. Browsers get no CORS headers here
+(``middleware/security``): these routes are for operators' tools.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from flask.views import MethodView
 from ...errors import NotFound
 from ..blueprint import Blueprint
 from ..errors import NATIVE
-from ..middleware.auth import as_list, require_token
+from ..middleware.auth import require_token
 from ..schemas.base import ErrorSchema
 from ..schemas.models import ReloadRequestSchema, ReloadResponseSchema
 from ..state import dataplane
@@ -28,11 +32,15 @@ def _require_admin() -> None:
 
 
 def check_admin() -> None:
-    """404 when admin routes are off, 401 for a missing or wrong token."""
-    tokens = as_list(current_app.config.get("ADMIN_TOKEN"))
-    if not tokens:
+    """404 when admin routes are off, 401 for a missing or wrong bearer token.
+
+    ``ADMIN_TOKEN`` is one string (``settings/checks`` refuses anything else); a
+    host app that set something else gets the routes off, never open.
+    """
+    token = current_app.config.get("ADMIN_TOKEN")
+    if not isinstance(token, str) or not token.strip():
         raise NotFound(f"No route for {request.method} {request.path}.")
-    require_token(request, tokens, realm="iris-service admin")
+    require_token(request, [token.strip()], realm="iris-service admin", x_api_key=False)
 
 
 @blp.route("/models/<name>/reload")

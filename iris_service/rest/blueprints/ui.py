@@ -3,7 +3,10 @@
 The page is rendered from the model's manifest (features, training ranges,
 classes, model card) and calls the public JSON API with ``fetch``, so it shows
 exactly what any client would get. With ``UI_ENABLED`` off (production's
-default) ``/`` still answers: a JSON index of the API's links.
+default) ``/`` still answers: a JSON index of the API's links. When the
+predict route needs an API key the page asks the person for one
+(``rest/static/ui.js`` keeps it in ``sessionStorage`` and sends it as
+``X-API-Key``); the key is never rendered into the page or put in a URL.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from flask.typing import ResponseReturnValue
 from ...errors import IrisServiceError
 from ...runtime import Model
 from ...version import __version__
-from ..state import dataplane
+from ..middleware.security import needs_api_key
+from ..state import dataplane, state_of
 
 blp = Blueprint("ui", __name__)
 
@@ -27,6 +31,8 @@ IRIS_EXAMPLES = {
     "virginica": [6.3, 3.3, 6.0, 2.5],
 }
 IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+#: The endpoint the page's form posts to.
+PREDICT_ENDPOINT = "models.ModelPredict"
 
 #: Index links, in order, shown only when the route exists in this app.
 _LINKS = (
@@ -75,8 +81,26 @@ def index() -> ResponseReturnValue:
         examples=examples_for(model) if model else [],
         card=model_card(model) if model else {},
         range_policy=models.settings.range_policy,
+        api_key_needed=api_key_needed(),
         version=__version__,
     )
+
+
+def api_key_needed() -> bool:
+    """Whether the form's endpoint answers 401 without a key: then the page shows its key field.
+
+    The security hook's own predicate decides, so the field appears exactly when
+    Predict would be refused without it.
+    """
+    security = state_of(current_app).security
+    if security is None:
+        return False  # a host app that mounted the page without our Security extension
+    try:
+        rules = current_app.url_map.iter_rules(PREDICT_ENDPOINT)
+    except KeyError:
+        return False
+    blueprint = PREDICT_ENDPOINT.partition(".")[0]
+    return any(needs_api_key(security, rule.rule, blueprint) for rule in rules)
 
 
 def api_index() -> dict[str, Any]:

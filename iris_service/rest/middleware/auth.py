@@ -9,22 +9,28 @@ from flask import Request
 from ...errors import Unauthorized
 
 
-def presented_token(req: Request) -> str | None:
-    """The token a client sent as ``Authorization: Bearer`` or ``X-API-Key``."""
+def presented_token(req: Request, x_api_key: bool = True) -> str | None:
+    """The token a client sent as ``Authorization: Bearer`` or, when allowed, ``X-API-Key``.
+
+    Admin routes pass ``x_api_key=False``: their token travels only as a bearer
+    token, so the header the page and API clients use for keys never opens them.
+    """
     header = req.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
+    if not x_api_key:
+        return None
     return req.headers.get("X-API-Key") or None
 
 
-def require_token(req: Request, accepted: Iterable[str], realm: str) -> None:
+def require_token(req: Request, accepted: Iterable[str], realm: str, x_api_key: bool = True) -> None:
     """Raise 401 unless the request carries one of ``accepted``.
 
     Every accepted token is compared, with ``hmac.compare_digest``, so the time
     taken says nothing about how much of a token was right or which one matched.
     """
-    token = presented_token(req)
+    token = presented_token(req, x_api_key=x_api_key)
     ok = False
     if token is not None:
         candidate = token.encode()

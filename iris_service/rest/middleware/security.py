@@ -4,11 +4,14 @@
 state's ``security``; its hooks then guard every request:
 
 - with ``API_KEYS`` set, every route except the probes (health, metrics, the
-  protocols' ping and health routes) and the documentation needs one of the keys, as ``Authorization: Bearer <key>`` or
-  ``X-API-Key: <key>`` (deny by default, so a new blueprint is never left open);
+  protocols' ping and health routes), the documentation and the admin routes
+  (``ADMIN_TOKEN`` alone) needs one of the keys, as ``Authorization: Bearer <key>``
+  or ``X-API-Key: <key>`` (deny by default, so a new blueprint is never left open);
 - every response says ``X-Content-Type-Options: nosniff``, is not cached unless
   its view chose a cache policy, and carries a Content-Security-Policy;
-- CORS headers are sent only to origins listed in ``CORS_ORIGINS``.
+- CORS headers are sent only to origins listed in ``CORS_ORIGINS``, and never
+  on the admin routes (``/admin/*``, ``/v2/repository/*``): those take only
+  ``Authorization: Bearer <ADMIN_TOKEN>``, from operators' tools, not browsers.
 """
 from __future__ import annotations
 
@@ -33,8 +36,14 @@ PROBE_RULES = frozenset(
 #: What a browser needs to read the docs and the page at ``/`` (which itself sends the key).
 DOCS_BLUEPRINTS = frozenset({"api-docs", "docs_assets", "ui"})
 DOCS_RULES = frozenset({"/", "/static/<path:filename>"})
-#: Admin routes check their own ``ADMIN_TOKEN``; an API key must not be enough there.
+#: Admin routes check their own ``ADMIN_TOKEN``; an API key must not be enough there,
+#: nor be needed beside it (a request has one ``Authorization`` header, which the token takes).
 OWN_AUTH_BLUEPRINTS = frozenset({"admin"})
+#: The V2 model repository extension lives in the V2 blueprint but is admin, like ``/admin``.
+#: Listed rule by rule: a new route under ``/v2/repository`` needs an API key until added here.
+OWN_AUTH_RULES = frozenset(
+    {"/v2/repository/index", "/v2/repository/models/<name>/load", "/v2/repository/models/<name>/unload"}
+)
 
 #: JSON and the rest need no content at all; framing is refused everywhere.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -105,11 +114,16 @@ def _check_api_key(settings: SecuritySettings) -> None:
 
 def needs_api_key(settings: SecuritySettings, rule: str, blueprint: str) -> bool:
     """Whether a route needs a key: the one predicate the hook and the OpenAPI docs share."""
-    if not settings.api_keys or blueprint in OWN_AUTH_BLUEPRINTS:
+    if not settings.api_keys or is_admin_route(rule, blueprint):
         return False
     if rule in PROBE_RULES and not settings.protect_probes:
         return False
     return not ((blueprint in DOCS_BLUEPRINTS or rule in DOCS_RULES) and not settings.protect_docs)
+
+
+def is_admin_route(rule: str, blueprint: str) -> bool:
+    """Routes guarded by ``ADMIN_TOKEN`` alone: no API key, no CORS."""
+    return blueprint in OWN_AUTH_BLUEPRINTS or rule in OWN_AUTH_RULES
 
 
 #: The hardening headers every response gets unless it already has them, in order.
@@ -168,8 +182,12 @@ def _add_cors(settings: SecuritySettings, response: Response) -> None:
     """Allow the request's ``Origin`` when it is listed; answer preflights.
 
     The origin is echoed (never ``*`` with credentials), and ``Vary: Origin``
-    keeps caches from serving one origin's answer to another.
+    keeps caches from serving one origin's answer to another. Admin routes get
+    nothing, preflight included, so a browser never calls them cross-origin.
     """
+    rule = request.url_rule
+    if rule is not None and is_admin_route(rule.rule, request.blueprint or ""):
+        return
     response.vary.add("Origin")
     origin = request.headers.get("Origin")
     if not origin or not (settings.cors_any_origin or origin.rstrip("/") in settings.cors_origins):

@@ -15,6 +15,24 @@
   var summary = document.getElementById("result-summary");
   var formError = document.getElementById("form-error");
 
+  // The API key field is there only when the server needs a key. The key lives in
+  // sessionStorage (this tab, until it closes), never in the page, a cookie or a URL,
+  // and goes to the server as the X-API-Key header.
+  var keyInput = document.getElementById("api-key");
+  var keyMessage = document.getElementById("api-key-msg");
+  var KEY_STORE = "iris-service.api-key";
+
+  function rememberKey(key) {
+    try {
+      if (key) { window.sessionStorage.setItem(KEY_STORE, key); } else { window.sessionStorage.removeItem(KEY_STORE); }
+    } catch (e) { /* storage off (private mode, policy): the key still works for this page */ }
+  }
+
+  if (keyInput) {
+    try { keyInput.value = window.sessionStorage.getItem(KEY_STORE) || ""; } catch (e) { keyInput.value = ""; }
+    keyInput.addEventListener("change", function () { rememberKey(keyInput.value.trim()); });
+  }
+
   function messageFor(input) {
     return document.getElementById(input.getAttribute("aria-describedby"));
   }
@@ -26,7 +44,21 @@
       msg.textContent = "";
       msg.className = "message";
     });
+    if (keyInput) {
+      keyInput.removeAttribute("aria-invalid");
+      keyMessage.textContent = "";
+      keyMessage.className = "message";
+    }
     formError.textContent = "";
+  }
+
+  // The key's problems go next to the key field, at the top of the form where the person looks.
+  function blameKey(text) {
+    keyMessage.textContent = text;
+    keyMessage.className = "message error";
+    keyInput.setAttribute("aria-invalid", "true");
+    keyInput.focus();
+    formError.textContent = "No prediction: see the API key field.";
   }
 
   function show(input, text, kind) {
@@ -89,6 +121,25 @@
     resetBars();
   }
 
+  // A 401 is about the key, not the row: say so, and send the person to the key field.
+  function showUnauthorized(sentKey) {
+    if (!keyInput) {
+      formError.textContent = "401 Unauthorized: this server needs an API key, and this page was not told to ask for one.";
+    } else if (sentKey) {
+      blameKey("401 Unauthorized: the API key was refused. Check it and try again.");
+    } else {
+      blameKey("401 Unauthorized: this server needs an API key. Enter it here.");
+    }
+    summary.textContent = "No prediction: not authorised.";
+    resetBars();
+  }
+
+  function showRefusal(text) {
+    formError.textContent = text;
+    summary.textContent = "No prediction.";
+    resetBars();
+  }
+
   function resetBars() {
     form.ownerDocument.querySelectorAll(".bar").forEach(function (bar) {
       bar.querySelector(".bar-fill").style.width = "0%";
@@ -131,15 +182,32 @@
     event.preventDefault();
     clearMessages();
     warnOutOfRange();
+    var headers = { "Content-Type": "application/json", "Accept": "application/json" };
+    var key = keyInput ? keyInput.value.trim() : "";
+    if (key) {
+      // fetch refuses header values outside Latin-1; say what is wrong instead of "could not reach".
+      if (!/^[\x20-\x7e]+$/.test(key)) {
+        blameKey("An API key is plain text: letters, digits and punctuation only.");
+        summary.textContent = "No prediction.";
+        resetBars();
+        form.dataset.state = "done";
+        return;
+      }
+      headers["X-API-Key"] = key;
+    }
+    if (keyInput) { rememberKey(key); }  // an emptied field forgets the key too
     summary.textContent = "Predicting…";
     form.setAttribute("aria-busy", "true");
     fetch(form.dataset.endpoint, {
       method: "POST",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      headers: headers,
       body: JSON.stringify(body())
     }).then(function (response) {
+      if (response.status === 401) { showUnauthorized(key); return undefined; }
       return response.json().then(function (payload) {
         if (response.ok) { showAnswer(payload); } else { showErrors(payload); }
+      }, function () {
+        showRefusal("The server answered " + response.status + " without a JSON body.");
       });
     }).catch(function (error) {
       formError.textContent = "Could not reach the server: " + error.message;
