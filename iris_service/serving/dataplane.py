@@ -12,9 +12,8 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -35,9 +34,12 @@ LoadHook = Callable[[str, Model | None, Exception | None, bool], None]
 Span = Callable[[str], AbstractContextManager[Any]]
 
 
-@dataclass(frozen=True)
-class InferResult:
-    """One answered request: the protocol's answer and what metrics and logs record about it."""
+class InferResult(NamedTuple):
+    """One answered request: the protocol's answer and what metrics and logs record about it.
+
+    A named tuple, not a frozen dataclass: it is made once per request, and a
+    frozen dataclass's ``__init__`` costs several times as much.
+    """
 
     model: Model
     rows: int
@@ -128,13 +130,20 @@ class DataPlane:
         with span("decode"):
             decoded = protocol.decode(body, model, self.limits)
         x = decoded.x
-        self.check_rows(model, x, protocol.INPUT_ERROR, decoded)
+        rows = x.shape[0]
+        if rows > self.limits.max_rows or self.ranges.rejects:
+            self.check_rows(model, x, protocol.INPUT_ERROR, decoded)
         with span("predict"):
             prediction = model.predict(x)
-        _check_finite(prediction, protocol.INPUT_ERROR)
+        # One reduction each: a sum is finite when every term is (or, rarely, when huge terms overflow it).
+        probabilities, values = prediction.probabilities, prediction.values
+        if (probabilities is not None and not math.isfinite(probabilities.sum())) or (
+            values is not None and not math.isfinite(values.sum())
+        ):
+            _check_finite(prediction, protocol.INPUT_ERROR)
         with span("encode"):
             answer = protocol.encode(prediction, model, decoded)
-        return InferResult(model, int(x.shape[0]), prediction, answer)
+        return InferResult(model, rows, prediction, answer)
 
     def check_rows(
         self, model: Model, x: Any, error: type[IrisServiceError] = InvalidInput, decoded: Decoded | None = None
@@ -216,8 +225,7 @@ def _loader(settings: ServingSettings) -> Callable[[Path], Model]:
 def _check_finite(prediction: Prediction, error: type[IrisServiceError]) -> None:
     """A served answer never holds NaN or infinity: such a row is the client's to fix, named."""
     for part in (prediction.probabilities, prediction.values):
-        # One reduction: a sum is finite when every term is (or, rarely, when huge terms overflow it).
-        if part is not None and not math.isfinite(part.sum()) and not np.isfinite(part).all():
+        if part is not None and not np.isfinite(part).all():
             bad = np.flatnonzero(~np.isfinite(part.reshape(len(part), -1)).all(axis=1))
             raise error(f"Row {int(bad[0])}: the values are too large for this model to give finite {_what(prediction)}.")
 
