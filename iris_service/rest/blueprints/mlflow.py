@@ -70,7 +70,13 @@ def _mlflow_error_fields(response: Response) -> Response:
         return response
     if request.blueprint != blp.name and (request.url_rule is not None or request.path not in _PATHS):
         return response
-    body = orjson.loads(response.get_data())
+    # A host app's hooks may run first and compress or stream the answer: leave those alone.
+    if response.is_streamed or "Content-Encoding" in response.headers:
+        return response
+    try:
+        body = orjson.loads(response.get_data())
+    except orjson.JSONDecodeError:
+        return response
     if isinstance(body, dict) and isinstance(body.get("error"), str) and "error_code" not in body:
         body = {**body, "error_code": mlflow.error_code(response.status_code), "message": body["error"]}
         response.set_data(orjson.dumps(body))

@@ -22,7 +22,7 @@ def known_routes(app: Flask, skip_endpoints: frozenset[str]) -> list[tuple[str, 
     return sorted(
         (rule.rule, method)
         for rule in app.url_map.iter_rules()
-        if rule.endpoint not in skip_endpoints and not rule.endpoint.endswith("static")
+        if rule.endpoint not in skip_endpoints and rule.endpoint.rpartition(".")[2] != "static"
         for method in (rule.methods or ()) if method not in _IMPLICIT_METHODS
     )
 
