@@ -71,10 +71,13 @@ def _process_state() -> dict[str, object]:
     import logging
     import threading
 
+    # A logger a module creates at import (logging.getLogger(name)) is NOTSET, handler-less and
+    # propagating: only configured ones are compared, so first imports during the test do not count.
     loggers = {
         name: (logger.level, tuple(logger.handlers), logger.propagate)
         for name, logger in logging.root.manager.loggerDict.items()
         if isinstance(logger, logging.Logger)
+        and (logger.level, logger.handlers, logger.propagate) != (logging.NOTSET, [], True)
     }
     return {
         "gc_threshold": gc.get_threshold(),

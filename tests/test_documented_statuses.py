@@ -31,6 +31,8 @@ TOO_LARGE = b'{"features": [5.1, 3.5, 1.4, 0.2]}' + b" " * (MAX_CONTENT_LENGTH +
 ROW = KNOWN_ROWS[0][0]
 #: The V1, V2 and MLflow protocols answer {"error": "..."}; native routes flask-smorest's shape.
 PLAIN_ERROR_PREFIXES = ("/v1/", "/v2", "/invocations", "/ping", "/version")
+#: MLflow's routes add its error_code and message to {"error": "..."}.
+MLFLOW_PATHS = ("/invocations", "/ping", "/version")
 
 
 def tensor(rows: list[list[float]]) -> dict[str, Any]:
@@ -123,8 +125,14 @@ CALLS: list[Call] = [
     Call("GET", "/v1/models/forest", 200, '"ready":true'),
     Call("GET", "/v1/models/nope", 404, "No model named 'nope'"),
     Call("GET", "/v1/models/forest", 503, "Model 'forest' is not loaded", unload="forest"),
+    Call("POST", "/v1/models/forest:explain", 501, "Explanations are not available for model 'forest'",
+         {"json": {"instances": [ROW]}}),
+    Call("POST", "/v1/models/nope:explain", 404, "No model named 'nope'", {"json": {"instances": [ROW]}}),
+    Call("POST", "/v1/models/forest:explain", 503, "Model 'forest' is not loaded", {"json": {"instances": [ROW]}},
+         unload="forest"),
     # V2 (Open Inference Protocol).
     Call("GET", "/v2", 200, '"model_repository"'),
+    Call("GET", "/v2/", 200, '"model_repository"'),
     Call("GET", "/v2/health/live", 200, '"live":true'),
     Call("GET", "/v2/health/ready", 200, '"ready":true'),
     Call("GET", "/v2/health/ready", 503, "Not ready: model(s) forest not loaded.", unload="forest"),
@@ -243,7 +251,12 @@ def test_documented_status_is_produced(app, app_config, call):
     assert set(schema["required"]) <= set(body) <= set(schema["properties"]), f"{body} is not a {name}"
     # Server errors carry the request id, so a user can quote it when reporting them.
     assert body.get("request_id") == (response.headers["X-Request-ID"] if call.status >= 500 else None)
-    if call.path.startswith(PLAIN_ERROR_PREFIXES):
+    if call.path.startswith(MLFLOW_PATHS):
+        assert name == "MlflowError"
+        assert call.says in body["error"] and body["message"] == body["error"]
+        assert body["error_code"] == {400: "BAD_REQUEST", 413: "BAD_REQUEST", 415: "BAD_REQUEST",
+                                      503: "TEMPORARILY_UNAVAILABLE"}[call.status]
+    elif call.path.startswith(PLAIN_ERROR_PREFIXES):
         assert name == "PlainError"
         assert call.says in body["error"]
     else:

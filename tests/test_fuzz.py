@@ -79,7 +79,14 @@ def fill(template: str, data: st.DataObject) -> str:
     return re.sub(r"<(?:(\w+):)?(\w+)>", value, template)
 
 
-def assert_json_answer(response) -> None:
+#: Routes whose promise is 501 for any body until the feature exists (KServe's explain, issue 17).
+NOT_IMPLEMENTED = frozenset({"/v1/models/<name>:explain"})
+
+
+def assert_json_answer(response, route: str = "") -> None:
+    if route in NOT_IMPLEMENTED and response.status_code == 501:
+        assert response.get_json()["error"].startswith("Explanations are not available for model")
+        return
     assert response.status_code < 500, response.get_data(as_text=True)[:500]
     assert 200 <= response.status_code < 300 or 400 <= response.status_code < 500
     assert response.mimetype == "application/json", response.get_data(as_text=True)[:200]
@@ -100,7 +107,7 @@ def test_any_json_to_any_post_route_is_2xx_or_4xx_json(fuzz_app):
     def check(route: str, body: object, data: st.DataObject) -> None:
         # The standard library writes integers of any size; the server must refuse them cleanly.
         response = client.post(fill(route, data), data=json.dumps(body), content_type="application/json")
-        assert_json_answer(response)
+        assert_json_answer(response, route)
 
     check()
 
@@ -111,12 +118,13 @@ def test_any_bytes_to_any_post_route_is_2xx_or_4xx_json(fuzz_app):
     @FUZZ_SETTINGS
     @given(route=st.sampled_from(sorted(post_routes(fuzz_app))), body=st.binary(max_size=256),
            content_type=st.sampled_from(["application/json", "text/plain", "application/octet-stream",
-                                         "text/csv", "application/json; charset=latin-1", ""]),
+                                         "text/csv", "application/json; charset=latin-1", "",
+                                         "application/vnd.apache.parquet"]),
            gzipped=st.booleans(), data=st.data())
     def check(route: str, body: bytes, content_type: str, gzipped: bool, data: st.DataObject) -> None:
         headers = {"Content-Encoding": "gzip"} if gzipped else {}
         response = client.post(fill(route, data), data=body, content_type=content_type or None, headers=headers)
-        assert_json_answer(response)
+        assert_json_answer(response, route)
 
     check()
 
@@ -134,5 +142,32 @@ def test_valid_rows_always_predict(fuzz_app):
         labels = [p["label"] for p in response.get_json()["predictions"]]
         assert len(labels) == len(rows)
         assert set(labels) <= {"setosa", "versicolor", "virginica"}
+
+    check()
+
+
+def test_mutated_parquet_bodies_are_2xx_or_4xx_json(fuzz_app):
+    """A real Parquet file with bytes changed or cut: pyarrow's refusals are 400s, never a 500."""
+    import io
+
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame([[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]] * 4, columns=list(FEATURES)).to_parquet(buffer)
+    original = buffer.getvalue()
+    client = fuzz_app.test_client()
+
+    @FUZZ_SETTINGS
+    @given(changes=st.lists(st.tuples(st.integers(0, len(original) - 1), st.integers(0, 255)), min_size=1,
+                            max_size=4),
+           cut=st.one_of(st.none(), st.integers(0, len(original) - 8)))
+    def check(changes: list[tuple[int, int]], cut: int | None) -> None:
+        body = bytearray(original)
+        for at, value in changes:
+            body[at] = value
+        if cut is not None:  # drop the middle, keep the footer's magic bytes
+            body = body[:cut] + body[-8:]
+        response = client.post("/invocations", data=bytes(body), content_type="application/vnd.apache.parquet")
+        assert_json_answer(response, "/invocations")
 
     check()

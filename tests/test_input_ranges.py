@@ -155,14 +155,14 @@ def test_v2_binary_tensor_is_checked_too(client):
 def test_mlflow_answers_400_naming_the_feature(client, body):
     response = client.post("/invocations", json=body)
     assert response.status_code == 400
-    assert response.get_json() == {"error": V1_MESSAGE}
+    assert response.get_json() == {"error": V1_MESSAGE, "error_code": "BAD_REQUEST", "message": V1_MESSAGE}
 
 
 def test_mlflow_csv_is_checked_too(client):
     csv = ",".join(FEATURES) + "\n" + ",".join(str(v) for v in FAR) + "\n"
     response = client.post("/invocations", data=csv.encode(), content_type="text/csv")
     assert response.status_code == 400
-    assert response.get_json() == {"error": V1_MESSAGE}
+    assert response.get_json() == {"error": V1_MESSAGE, "error_code": "BAD_REQUEST", "message": V1_MESSAGE}
 
 
 def test_margin_widens_each_range_by_a_fraction_of_it(iris_artifact, tmp_path, monkeypatch):

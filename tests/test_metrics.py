@@ -11,12 +11,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import requests
+from conftest import create_app_for_test
 from flask import Flask, current_app, g, request
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sklearn.linear_model import LinearRegression
 
+from iris_service import training
+from iris_service.artifacts import describe_estimator, dump_joblib, write_artifact
 from iris_service.rest.middleware.metrics import UNMATCHED_ENDPOINT, Metrics, NullMetrics
 from iris_service.rest.state import EXTENSION_KEY, RESULT
 from iris_service.runtime import Prediction
@@ -28,8 +33,6 @@ CLASSES = ("setosa", "versicolor", "virginica")
 
 def noted(name: str, version: str, classes: list[int]) -> None:
     """What ``rest.state.infer`` notes on ``g`` after the data plane answered: the result."""
-    import numpy as np
-
     model = SimpleNamespace(name=name, version=version, class_names=CLASSES)
     result = InferResult(model, len(classes), Prediction(classes=np.array(classes, dtype=np.int64)), {})
     setattr(g, RESULT, result)
@@ -284,3 +287,53 @@ def test_missing_multiprocess_dir_fails_at_startup(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "PROMETHEUS_MULTIPROC_DIR" in done.stderr and "not a directory" in done.stderr
+
+
+# -- Label sets known before any traffic (issue 17) ------------------------------------------------
+
+def test_routes_exist_at_zero_on_the_first_scrape() -> None:
+    """Prometheus' increase() counts a first burst only if the series was scraped before it, at 0."""
+    text = scrape(make_app().test_client())
+    assert ("iris_http_requests_total", frozenset(
+        {("endpoint", "/items/<int:item_id>"), ("method", "GET"), ("status", "200")})) in samples(text)
+    for endpoint, method in (("/predict", "POST"), ("/items/<int:item_id>", "GET"), ("/boom", "GET")):
+        labels = {"endpoint": endpoint, "method": method, "status": "200"}
+        assert samples(text)[("iris_http_requests_total", frozenset(labels.items()))] == 0
+        assert samples(text)[("iris_http_request_duration_seconds_count", frozenset(labels.items()))] == 0
+    endpoints = {dict(labels).get("endpoint") for _, labels in samples(text)}
+    assert "/metrics" not in endpoints and "/static/<path:filename>" not in endpoints
+    assert not any(dict(labels).get("method") in ("HEAD", "OPTIONS") for _, labels in samples(text))
+
+
+def test_each_loaded_models_classes_exist_at_zero(iris_artifact, tmp_path, monkeypatch) -> None:
+    """Each class of a classifier, and a regressor's one '' series, before any prediction."""
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path / "instance"))
+    regressor = tmp_path / "reg.joblib"
+    x = np.arange(20, dtype=float).reshape(10, 2)
+    estimator = LinearRegression().fit(x, x.sum(axis=1))
+    write_artifact(regressor, dump_joblib(estimator),
+                   describe_estimator(estimator, name="reg", version="3", fmt="joblib", feature_names=["a", "b"]))
+    app = create_app_for_test({"MODEL_PATH": str(iris_artifact), "MODELS": {"reg": str(regressor)}})
+    text = scrape(app.test_client())
+    for cls in CLASSES:
+        assert samples(text)[("iris_predictions_total",
+                              frozenset({("model", "iris"), ("version", "1"), ("class", cls)}))] == 0
+    assert samples(text)[("iris_predictions_total",
+                          frozenset({("model", "reg"), ("version", "3"), ("class", "")}))] == 0
+    assert samples(text)[("iris_prediction_batch_size_count", frozenset({("model", "iris"), ("version", "1")}))] == 0
+    assert samples(text)[("iris_http_requests_total", frozenset(
+        {("endpoint", "/v2/models/<name>/infer"), ("method", "POST"), ("status", "200")}))] == 0
+
+
+def test_a_reloaded_versions_classes_exist_at_zero(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path / "instance"))
+    root = tmp_path / "models"
+    training.train(root / "iris" / "1" / "model.joblib", kind="logreg", name="iris", version="1")
+    client = create_app_for_test({"MODEL_DIR": str(root), "ADMIN_TOKEN": "t0ken"}).test_client()
+    scrape(client)
+    training.train(root / "iris" / "2" / "model.joblib", kind="logreg", name="iris", version="2")
+    assert client.post("/admin/models/iris/reload", headers={"Authorization": "Bearer t0ken"}).status_code == 200
+    text = scrape(client)
+    for cls in CLASSES:
+        assert samples(text)[("iris_predictions_total",
+                              frozenset({("model", "iris"), ("version", "2"), ("class", cls)}))] == 0

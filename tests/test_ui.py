@@ -34,6 +34,35 @@ def test_ui_off_answers_json_index_not_404(iris_artifact, tmp_path, monkeypatch)
         assert get(client, path).status_code != 404
 
 
+def test_index_says_alive_as_kserve_v1_reads_it(iris_artifact, tmp_path, monkeypatch):
+    """KServe's SDK checks a V1 server's liveness with GET / and reads "status"."""
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path))
+    client = create_app_for_test({"MODEL_PATH": str(iris_artifact), "UI_ENABLED": False}).test_client()
+    assert get(client, "/").get_json()["status"] == "alive"
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
+
+
+@pytest.mark.parametrize(("accept", "mimetype"), [
+    ("*/*", "application/json"),  # curl, requests, httpx: KServe's SDK
+    ("application/json", "application/json"),
+    (BROWSER_ACCEPT, "text/html"),
+    (None, "text/html"),  # no Accept at all: the page, as before
+])
+def test_with_the_ui_on_the_index_is_negotiated(client, accept, mimetype):
+    response = client.get("/", headers={"Accept": accept} if accept else {})
+    response.close()
+    assert response.status_code == 200
+    assert response.mimetype == mimetype
+    assert "Accept" in response.headers["Vary"]
+    if mimetype == "application/json":
+        body = response.get_json()
+        assert body["status"] == "alive"
+        assert body["ui"] == "The demo page is served here to browsers (Accept: text/html)."
+        assert body["links"]["predict"] == "/predict"
+
+
 def test_ui_is_off_by_default_in_production(iris_artifact, tmp_path, monkeypatch):
     monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path))
     from iris_service import create_app

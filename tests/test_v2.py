@@ -96,6 +96,50 @@ def test_predict_and_proba_equal_native_answers(client):
     assert predict["data"] == CLASSES
 
 
+def test_optional_fields_kserve_and_mlserver_accept(client):
+    """KServe's SDK puts model_name and id in every body; null optionals are accepted as their servers do."""
+    body = infer(client, [tensor(ROWS, parameters=None)], id="kserve-7", model_name="iris", model_version="1",
+                 parameters={"content_type": "np"}, outputs=None).get_json()
+    assert body == {"id": "kserve-7", "model_name": "iris", "model_version": "1",
+                    "outputs": [{"name": "predict", "datatype": "INT64", "shape": [3], "data": CLASSES}]}
+    nulls = infer(client, [tensor(ROWS)], id=None, model_name=None, model_version=None, parameters=None)
+    assert nulls.status_code == 200
+    assert "id" not in nulls.get_json()
+    versioned = infer(client, [tensor(ROWS)], url="/v2/models/iris/versions/1/infer", model_name="iris",
+                      model_version="1")
+    assert versioned.get_json()["outputs"][0]["data"] == CLASSES
+
+
+@pytest.mark.parametrize(("fields", "error"), [
+    ({"model_name": "wine"}, "The body's model_name is 'wine' but this request is for model 'iris'."),
+    ({"model_version": "2"}, "The body's model_version is '2' but this request is for model version '1'."),
+    ({"model_name": 7}, "json.model_name: Not a valid string."),
+])
+def test_body_naming_another_model_is_400(client, fields, error):
+    response = infer(client, [tensor(ROWS)], **fields)
+    assert response.status_code == 400
+    assert response.get_json() == {"error": error}
+
+
+def test_binary_request_naming_its_model(client):
+    """The header of a binary request is checked the same way (KServe's SDK sends binary by default)."""
+    raw = np.array(ROWS, dtype="<f4").tobytes()
+    for name, status in (("iris", 200), ("wine", 400)):
+        header = json.dumps({"id": "b-1", "model_name": name, "inputs": [
+            {"name": "input-0", "shape": [3, 4], "datatype": "FP32",
+             "parameters": {"binary_data_size": len(raw)}}]}).encode()
+        response = client.post("/v2/models/iris/infer", data=header + raw, content_type="application/octet-stream",
+                               headers={"Inference-Header-Content-Length": str(len(header))})
+        assert response.status_code == status, response.get_json()
+    assert response.get_json()["error"] == "The body's model_name is 'wine' but this request is for model 'iris'."
+
+
+def test_server_metadata_with_a_trailing_slash(client):
+    """The protocol's OpenAPI document spells it GET /v2/."""
+    assert client.get("/v2/").get_json() == client.get("/v2").get_json()
+    assert client.post("/v2/").status_code == 405
+
+
 def test_one_input_per_feature(client):
     columns = [tensor([row[i] for row in ROWS], shape=(3,), name=f) for i, f in enumerate(FEATURES)]
     columns[1]["shape"] = [3, 1]

@@ -17,6 +17,22 @@ from .rows import NamedRows
 
 #: The status of this protocol's input errors (its specification says 400).
 INPUT_ERROR = BadRequest
+#: The widest CSV or Parquet table read: a model with more features than this cannot be scored by file.
+MAX_COLUMNS = 1024
+#: Longest client-given column name quoted back in a message.
+_LONGEST_NAME = 64
+#: MLflow's ``error_code`` for our statuses (its ``ERROR_CODE_TO_HTTP_STATUS`` read backwards);
+#: statuses it has no code for are BAD_REQUEST (4xx) or INTERNAL_ERROR (5xx).
+ERROR_CODES = {
+    400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND",
+    408: "DEADLINE_EXCEEDED", 409: "RESOURCE_CONFLICT", 429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR",
+    501: "NOT_IMPLEMENTED", 503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
+}
+
+
+def error_code(status: int) -> str:
+    """The ``error_code`` MLflow's scoring server would send with ``status``."""
+    return ERROR_CODES.get(status) or ("BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
 
 
 def decode(body: dict[str, Any], model: Model, limits: Limits) -> Decoded:
@@ -53,28 +69,41 @@ def encode(prediction: Prediction, model: Model, decoded: Decoded) -> dict[str, 
     return {"predictions": [classes[i] for i in indices]}
 
 
-def read_csv(data: bytes) -> dict[str, Any]:
+def read_csv(data: bytes, limits: Limits | None = None) -> dict[str, Any]:
     """A CSV body with a header row, as the ``dataframe_split`` it stands for.
 
     The standard library's ``csv`` keeps pandas out of the server; values must
     be finite numbers, and the first bad cell is named by row and column.
+    Reading stops at the row limit and the header at ``MAX_COLUMNS``, so a body
+    of tiny rows costs no more than the rows a request may hold.
     """
+    limits = limits or Limits()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise BadRequest("The CSV body is not UTF-8 text.") from None
-    lines = [row for row in csv.reader(io.StringIO(text)) if row]
-    if not lines:
+    lines = (row for row in csv.reader(io.StringIO(text)) if row)
+    first = next(lines, None)
+    if first is None:
         raise BadRequest("The CSV body is empty; send a header row and at least one row of values.")
-    header = [name.strip() for name in lines[0]]
-    if len(lines) < 2:
-        raise BadRequest("The CSV body has a header row but no rows of values.")
+    check_columns(len(first), "The CSV header")
+    header = [name.strip() for name in first]
     rows = []
-    for number, line in enumerate(lines[1:], start=1):
+    for number, line in enumerate(lines, start=1):
+        if number > limits.max_rows:
+            raise BadRequest(f"At most {limits.max_rows} rows per request; the CSV body holds more.")
         if len(line) != len(header):
             raise BadRequest(f"CSV row {number} has {len(line)} values; the header names {len(header)} columns.")
         rows.append([_number(cell, number, column) for cell, column in zip(line, header, strict=False)])
+    if not rows:
+        raise BadRequest("The CSV body has a header row but no rows of values.")
     return {"dataframe_split": {"columns": header, "data": rows}}
+
+
+def check_columns(count: int, what: str) -> None:
+    """Refuse a table wider than ``MAX_COLUMNS`` before reading its cells."""
+    if count > MAX_COLUMNS:
+        raise BadRequest(f"{what} names {count} columns; at most {MAX_COLUMNS}.")
 
 
 def _number(cell: str, row: int, column: str) -> float:
@@ -102,11 +131,20 @@ def _match_columns(columns: Sequence[str], model: Model, row: int | None = None)
         if missing:
             parts.append(f"missing column(s): {', '.join(missing)}")
         if unknown:
-            parts.append(f"unknown column(s): {', '.join(unknown)}")
+            # Quoted: a client's names may be empty or hold spaces; long ones are cut.
+            parts.append(f"unknown column(s): {', '.join(_quoted(c) for c in unknown)}")
         message = "; ".join(parts)
         message = f"Row {row}: {message}" if row is not None else message[0].upper() + message[1:]
-        raise BadRequest(f"{message}. Expected: {', '.join(names)}.")
+        hint = ""
+        if any(not c.strip() or c.startswith("Unnamed: ") for c in unknown):
+            hint = (" A column without a name looks like the DataFrame's index: leave it out"
+                    " (DataFrame.to_csv(index=False)) or send it as dataframe_split's 'index'.")
+        raise BadRequest(f"{message}. Expected: {', '.join(names)}.{hint}")
     return names
+
+
+def _quoted(name: str) -> str:
+    return repr(name if len(name) <= _LONGEST_NAME else name[:_LONGEST_NAME] + "...")
 
 
 def _named_matrix(rows: NamedRows, model: Model) -> npt.NDArray[np.float64]:

@@ -13,7 +13,7 @@ import orjson
 from ...errors import BadRequest
 from ...runtime import Model, Prediction
 from .. import Decoded, Limits
-from .tensors import DTYPES, INPUT_NAME, check_request, check_size
+from .tensors import DTYPES, INPUT_NAME, check_model, check_request, check_size
 
 #: The status of this protocol's input errors (its specification says 400).
 INPUT_ERROR = BadRequest
@@ -42,6 +42,7 @@ def decode(body: InferRequest, model: Model, limits: Limits) -> Decoded:
     header = body.header
     # One input-0, or one input per feature: anything longer is refused before any tensor is read.
     check_request(header, max_inputs=max(model.n_features, 1))
+    check_model(header, model.name, model.version)
     tensors: dict[str, npt.NDArray[np.float64]] = {}
     offset = 0
     for spec in header["inputs"]:

@@ -30,6 +30,8 @@ MAX_DIMENSIONS = 2
 OUTPUTS = ("predict", "predict_proba")
 #: Longest tensor (or request id) name echoed back in a message.
 MAX_NAME_LENGTH = 256
+#: Top-level fields naming the model, as KServe's SDK and the gRPC request carry them.
+MODEL_FIELDS = ("model_name", "model_version")
 
 
 def check_request(header: Any, max_inputs: int | None = None) -> None:
@@ -51,9 +53,26 @@ def check_request(header: Any, max_inputs: int | None = None) -> None:
             if not isinstance(output, Mapping) or not isinstance(output.get("name"), str):
                 raise BadRequest(f"Output {i} must be an object with a 'name'.")
             _check_parameters(output, f"Output {i}")
-    if "id" in header and not isinstance(header["id"], str):
-        raise BadRequest("'id' must be a string.")
+    # Optional fields may be null, as KServe's and MLServer's (pydantic) servers accept.
+    for key in ("id", *MODEL_FIELDS):
+        if header.get(key) is not None and not isinstance(header[key], str):
+            raise BadRequest(f"{key!r} must be a string.")
     _check_parameters(header, "The request")
+
+
+def check_model(header: Mapping[str, Any], name: str, version: str) -> None:
+    """Refuse a body that names another model (or version) than the one the URL chose.
+
+    KServe's SDK writes ``model_name`` into every body; its server ignores it and
+    answers with the URL's model. A body naming a different model is the
+    client's mistake, so it is refused rather than answered by the wrong model.
+    """
+    for key, served in zip(MODEL_FIELDS, (name, str(version)), strict=True):
+        given = header.get(key)
+        if given is not None and given != served:
+            shown = given if len(given) <= MAX_NAME_LENGTH else given[:MAX_NAME_LENGTH] + "..."
+            what = "model" if key == "model_name" else "model version"
+            raise BadRequest(f"The body's {key} is {shown!r} but this request is for {what} {served!r}.")
 
 
 def _check_input(i: int, spec: Any) -> None:

@@ -1,56 +1,103 @@
 """The MLflow scoring protocol: what ``mlflow models serve`` answers, on the default model.
 
 A team moving off MLflow changes only the URL: ``/invocations``, ``/ping`` and
-``/version`` behave as MLflow's scoring server does for a tabular model.
+``/version`` behave as MLflow's scoring server does for a tabular model. Bodies
+are JSON, CSV or (MLflow 3, with the ``files`` extra) Parquet; errors carry
+MLflow's ``error_code`` and ``message`` next to our ``error``, so MLflow's
+client reports them as it reports its own server's.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import flask
-from flask import Response
+import orjson
+from flask import Response, request
 from flask.views import MethodView
 
-from ...errors import UnsupportedMediaType
-from ...protocols import mlflow
+from ...errors import BadRequest, UnsupportedMediaType
+from ...protocols import mlflow, parquet
+from ...protocols.mlflow_nan import non_finite_cell
 from ...version import __version__
 from ..blueprint import Blueprint, parse_json_body
 from ..errors import PLAIN
-from ..schemas.base import PlainErrorSchema
-from ..schemas.mlflow import InvocationsRequestSchema, InvocationsResponseSchema, PingSchema
+from ..schemas.mlflow import (
+    InvocationsRequestSchema,
+    InvocationsResponseSchema,
+    MlflowErrorSchema,
+    PingSchema,
+)
 from ..state import dataplane, infer
 
 CSV_MIMETYPE = "text/csv"
+#: The paths of this blueprint, for routing errors (405), which reach no blueprint hook.
+_PATHS = frozenset({"/invocations", "/ping", "/version"})
 
 
 def _load_body(req: flask.Request) -> Any:
-    """JSON or CSV bodies; MLflow answers 400 to any body it cannot score."""
+    """JSON, CSV or Parquet bodies; MLflow answers 400 to any body it cannot score."""
     if req.mimetype == CSV_MIMETYPE:
-        return mlflow.read_csv(req.get_data(cache=True))
+        return mlflow.read_csv(req.get_data(cache=True), dataplane().limits)
+    if req.mimetype == parquet.MEDIA_TYPE:
+        return parquet.read_parquet(req.get_data(cache=True), dataplane().limits)
     if not req.is_json:
         raise UnsupportedMediaType(
-            f"Send the body as application/json or text/csv (got {req.mimetype or 'no content type'})."
+            f"Send the body as application/json, text/csv or {parquet.MEDIA_TYPE} "
+            f"(got {req.mimetype or 'no content type'})."
         )
-    return parse_json_body(req)
+    try:
+        return parse_json_body(req)
+    except BadRequest:
+        # MLflow's client writes a DataFrame's missing values as NaN literals: say where.
+        located = non_finite_cell(req.get_data(cache=True))
+        if located is None:
+            raise
+        raise located from None
 
 
 blp = Blueprint("mlflow", __name__, description="MLflow scoring protocol (mlflow models serve).",
                 error_style=PLAIN, input_error=mlflow.INPUT_ERROR, load_body=_load_body)
 
 
+@blp.after_app_request
+def _mlflow_error_fields(response: Response) -> Response:
+    """Add MLflow's ``error_code`` and ``message`` to our ``{"error": ...}`` on this blueprint's routes.
+
+    An app-wide hook rather than the blueprint's own: a 405 on ``/invocations``
+    has no blueprint. The status is checked first, so a success costs one comparison.
+    """
+    if response.status_code < 400 or response.mimetype != "application/json":
+        return response
+    if request.blueprint != blp.name and (request.url_rule is not None or request.path not in _PATHS):
+        return response
+    # A host app's hooks may run first and compress or stream the answer: leave those alone.
+    if response.is_streamed or "Content-Encoding" in response.headers:
+        return response
+    try:
+        body = orjson.loads(response.get_data())
+    except orjson.JSONDecodeError:
+        return response
+    if isinstance(body, dict) and isinstance(body.get("error"), str) and "error_code" not in body:
+        body = {**body, "error_code": mlflow.error_code(response.status_code), "message": body["error"]}
+        response.set_data(orjson.dumps(body))
+    return response
+
+
 @blp.route("/invocations")
 class Invocations(MethodView):
     @blp.arguments(InvocationsRequestSchema)
     @blp.response(200, InvocationsResponseSchema)
-    @blp.alt_response(400, schema=PlainErrorSchema, description="Malformed body, or a missing or unknown column")
-    @blp.alt_response(413, schema=PlainErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
-    @blp.alt_response(415, schema=PlainErrorSchema, description="Body is neither application/json nor text/csv")
-    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    @blp.alt_response(400, schema=MlflowErrorSchema, description="Malformed body, or a missing or unknown column")
+    @blp.alt_response(413, schema=MlflowErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
+    @blp.alt_response(415, schema=MlflowErrorSchema,
+                      description="Body is not JSON, CSV or Parquet, or Parquet without the files extra")
+    @blp.alt_response(503, schema=MlflowErrorSchema, description="Model not loaded")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Score rows with the default model, as MLflow's /invocations does.
 
         JSON with `dataframe_split`, `dataframe_records`, `instances` or `inputs`,
-        or a `text/csv` body with a header row. Columns are matched by name.
+        a `text/csv` body with a header row, or an `application/vnd.apache.parquet`
+        body (`DataFrame.to_parquet()`, with the `files` extra). Columns are matched by name.
         """
         return infer(None, body, mlflow)  # type: ignore[no-any-return]
 
@@ -58,7 +105,7 @@ class Invocations(MethodView):
 @blp.route("/ping")
 class Ping(MethodView):
     @blp.response(200, PingSchema)
-    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    @blp.alt_response(503, schema=MlflowErrorSchema, description="Model not loaded")
     def get(self) -> dict[str, Any]:
         """MLflow health check: 200 when the default model is loaded."""
         dataplane().model()

@@ -7,18 +7,26 @@ default) ``/`` still answers: a JSON index of the API's links. When the
 predict route needs an API key the page asks the person for one
 (``rest/static/ui.js`` keeps it in ``sessionStorage`` and sends it as
 ``X-API-Key``); the key is never rendered into the page or put in a URL.
+
+The index carries ``"status": "alive"``: KServe's SDK checks a V1 server's
+liveness with ``GET /`` and reads that field. With the UI on, ``/`` is
+negotiated: browsers name ``text/html`` in ``Accept`` and get the page; a
+client that prefers JSON or accepts anything (``*/*``: curl, requests, httpx
+and so KServe's SDK) gets the index. A request with no ``Accept`` at all gets
+the page, as before.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 
 from ...errors import IrisServiceError
 from ...runtime import Model
 from ...version import __version__
+from ..json import json_response
 from ..middleware.security import needs_api_key
 from ..state import dataplane, state_of
 
@@ -55,11 +63,26 @@ class Example:
     values: dict[str, float]
 
 
+#: What ``/`` can answer when the UI is on, JSON first: it wins a tie such as ``*/*``.
+_REPRESENTATIONS = ("application/json", "text/html")
+
+
 @blp.get("/")
 def index() -> ResponseReturnValue:
-    """The demo page, or the JSON index of links when ``UI_ENABLED`` is off."""
+    """The demo page, or the JSON index of links when ``UI_ENABLED`` is off or JSON is preferred."""
     if not current_app.config.get("UI_ENABLED"):
         return api_index()
+    if request.accept_mimetypes.best_match(_REPRESENTATIONS) == "application/json":
+        response = json_response(api_index(ui=True))
+        response.vary.add("Accept")
+        return response
+    response = make_response(_page())
+    response.vary.add("Accept")
+    return response
+
+
+def _page() -> str:
+    """The demo page for ``?model=`` (default: the default model)."""
     models = dataplane()
     names = models.names()
     selected = request.args.get("model") or models.default
@@ -103,16 +126,13 @@ def api_key_needed() -> bool:
     return any(needs_api_key(security, rule.rule, blueprint) for rule in rules)
 
 
-def api_index() -> dict[str, Any]:
-    """Where to go from ``/`` when there is no page: the API's own links."""
+def api_index(ui: bool = False) -> dict[str, Any]:
+    """Where to go from ``/`` without the page: liveness as KServe V1 reads it, and the API's own links."""
     rules = {rule.rule for rule in current_app.url_map.iter_rules()}
     links = {key: path for key, path in _LINKS if path in rules}
-    return {
-        "name": "iris-service",
-        "version": __version__,
-        "links": links,
-        "ui": "The demo page is off here; set IRIS_SERVICE_UI_ENABLED=true to serve it.",
-    }
+    note = ("The demo page is served here to browsers (Accept: text/html)." if ui
+            else "The demo page is off here; set IRIS_SERVICE_UI_ENABLED=true to serve it.")
+    return {"name": "iris-service", "version": __version__, "status": "alive", "links": links, "ui": note}
 
 
 def features_of(model: Model) -> list[dict[str, Any]]:

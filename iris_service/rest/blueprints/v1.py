@@ -1,14 +1,17 @@
 """The V1 protocol: KServe V1 and TensorFlow Serving's REST predict API.
 
 Clients written for either call ``POST /v1/models/<name>:predict`` unchanged;
-errors answer ``{"error": "..."}`` as both specify.
+errors answer ``{"error": "..."}`` as both specify. ``:explain`` (KServe's
+explainer verb) has its own route so that it answers a clear 501 rather than
+a 405 from ``/models/<name>`` reading ``iris:explain`` as a model name.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from flask.views import MethodView
 
+from ...errors import IrisServiceError
 from ...protocols import v1
 from ..blueprint import Blueprint
 from ..errors import PLAIN
@@ -37,6 +40,31 @@ class Predict(MethodView):
         `{"inputs": {"feature": [...], ...}}` answers `{"outputs": [...]}`.
         """
         return infer(name, body, v1)  # type: ignore[no-any-return]
+
+
+class ExplanationsUnavailable(IrisServiceError):
+    """The model is served but this server computes no explanations (501, gRPC's UNIMPLEMENTED)."""
+
+    status = 501
+    message = "Explanations are not available."
+
+
+@blp.route("/models/<name>:explain")
+class Explain(MethodView):
+    # No 200 is documented: none is ever answered, until explanations are built.
+    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model")
+    @blp.alt_response(501, schema=PlainErrorSchema, description="This server computes no explanations yet")
+    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    def post(self, name: str) -> NoReturn:
+        """KServe V1 explain: not implemented yet (501) for a served model, 404 for an unknown one.
+
+        The body is not read: whatever it holds, no explanation can be computed.
+        """
+        model = dataplane().model(name)
+        raise ExplanationsUnavailable(
+            f"Explanations are not available for model {model.name!r}: this server does not compute them "
+            f"yet. Use POST /v1/models/{model.name}:predict for predictions."
+        )
 
 
 @blp.route("/models/<name>")

@@ -74,7 +74,9 @@ def _guard_repository() -> None:
         check_admin()
 
 
-@blp.route("/v2")
+# The protocol's own OpenAPI document spells it /v2/; its prose and Triton's client say /v2.
+@blp.route("/v2", endpoint="ServerMetadata")
+@blp.route("/v2/", endpoint="ServerMetadataSlash")
 class ServerMetadata(MethodView):
     @blp.response(200, ServerMetadataSchema)
     def get(self) -> dict[str, Any]:

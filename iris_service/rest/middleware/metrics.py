@@ -27,6 +27,7 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 
 from ..state import EXTENSION_KEY, noted_result, state_of
+from .metrics_series import known_routes, loaded_classes
 
 SCRAPE_ENDPOINT = "iris_metrics.scrape"
 
@@ -124,6 +125,8 @@ class AppMetrics:
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._class_children: dict[tuple[str, str, str], Counter] = {}
         self._batch_children: dict[tuple[str, str], Histogram] = {}
+        # Known label sets are created at zero on the first request or scrape, and after a load.
+        self._known_stale = True
 
         if multiproc_dir is None:
             self.scrape_registry = registry
@@ -144,6 +147,7 @@ class AppMetrics:
         self.model_loads.labels(name, kind, "success" if ok else "failure").inc()
         if ok:
             self.model_info.labels(name, str(version), sklearn_version).set(1)
+            self._known_stale = True  # the new version's prediction series
 
     def model_unloaded(self, name: str, version: str, sklearn_version: str) -> None:
         """Mark a model version as no longer served.
@@ -155,8 +159,20 @@ class AppMetrics:
 
     def render(self, accept: str) -> Response:
         """Encode the registry in the format the scraper asked for."""
+        if self._known_stale:
+            self.create_known_series(current_app._get_current_object())
         encode, content_type = choose_encoder(accept)
         return Response(encode(self.scrape_registry), headers={"Content-Type": content_type})
+
+    def create_known_series(self, app: Flask) -> None:
+        """Every route's 200 series and each loaded model's class series, at zero (see ``metrics_series``)."""
+        self._known_stale = False
+        for rule, method in known_routes(app, frozenset({SCRAPE_ENDPOINT})):
+            self._request_pair((rule, method, 200))
+        for model, version, classes in loaded_classes(app):
+            self._batch_histogram(model, version)
+            for cls in classes:
+                self._class_counter(model, version, cls)
 
     # The hooks resolve flask's g and request proxies once: each proxy access costs
     # about a microsecond, more than a counter increment.
@@ -173,6 +189,8 @@ class AppMetrics:
     def after_request(self, response: Response) -> Response:
         """Count the request, observe its latency and the predictions it made."""
         req = request._get_current_object()
+        if self._known_stale:
+            self.create_known_series(current_app._get_current_object())
         if req.endpoint == SCRAPE_ENDPOINT:
             return response
         ctx = g._get_current_object()
@@ -184,12 +202,7 @@ class AppMetrics:
             method if method in _KNOWN_METHODS else "other",
             status,
         )
-        children = self._request_children.get(key)
-        if children is None:
-            labels = (key[0], key[1], str(status))
-            children = self._request_children.setdefault(
-                key, (self.requests.labels(*labels), self.latency.labels(*labels))
-            )
+        children = self._request_children.get(key) or self._request_pair(key)
         children[0].inc()
         start = ctx.get(_START)
         # Missing when an earlier before_request hook answered first.
@@ -209,16 +222,20 @@ class AppMetrics:
         if result is None:
             return
         model, version, rows = result.model.name, str(result.model.version), result.rows
-        batch = self._batch_children.get((model, version))
-        if batch is None:
-            batch = self._batch_children.setdefault((model, version), self.batch_size.labels(model, version))
-        batch.observe(rows)
+        (self._batch_children.get((model, version)) or self._batch_histogram(model, version)).observe(rows)
         counts = result.class_counts()
         if counts:
             for cls, count in counts:
                 self._class_counter(model, version, str(cls)).inc(count)
         elif rows:
             self._class_counter(model, version, "").inc(rows)
+
+    def _request_pair(self, key: tuple[str, str, int]) -> tuple[Counter, Histogram]:
+        labels = (key[0], key[1], str(key[2]))
+        return self._request_children.setdefault(key, (self.requests.labels(*labels), self.latency.labels(*labels)))
+
+    def _batch_histogram(self, model: str, version: str) -> Histogram:
+        return self._batch_children.setdefault((model, version), self.batch_size.labels(model, version))
 
     def _class_counter(self, model: str, version: str, cls: str) -> Counter:
         key = (model, version, cls)

@@ -5,7 +5,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from .base import ResponseSchema
+from .base import PlainErrorSchema, ResponseSchema
 from .fields import FeatureRows, Rows
 from .v1 import ColumnarInputs
 
@@ -78,3 +78,11 @@ class InvocationsResponseSchema(ResponseSchema):
 
 class PingSchema(ResponseSchema):
     status = fields.String(required=True, metadata={"example": "ready"})
+
+
+class MlflowErrorSchema(PlainErrorSchema):
+    """``{"error": ...}`` with the ``error_code`` and ``message`` MLflow's scoring server sends."""
+
+    error_code = fields.String(required=True, metadata={
+        "description": "MLflow's error code (BAD_REQUEST, TEMPORARILY_UNAVAILABLE, ...)", "example": "BAD_REQUEST"})
+    message = fields.String(required=True, metadata={"description": "The same text as `error`"})

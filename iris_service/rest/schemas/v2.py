@@ -14,7 +14,8 @@ class TensorInputSchema(Schema):
     shape = fields.List(fields.Integer(strict=True, validate=validate.Range(min=0)), required=True,
                         metadata={"example": [1, 4]})
     datatype = fields.String(required=True, validate=validate.OneOf(INPUT_DATATYPES), metadata={"example": "FP32"})
-    parameters = fields.Dict(metadata={"description": "`binary_data_size` when the tensor follows the JSON header"})
+    parameters = fields.Dict(allow_none=True,
+                             metadata={"description": "`binary_data_size` when the tensor follows the JSON header"})
     data = fields.Raw(metadata={"description": "Values, flat in row-major order or nested",
                                 "example": [5.1, 3.5, 1.4, 0.2]})
 
@@ -22,16 +23,28 @@ class TensorInputSchema(Schema):
 class RequestedOutputSchema(Schema):
     name = fields.String(required=True, validate=validate.OneOf(("predict", "predict_proba"),
                                                                 error="Unknown output {input!r}; choose from {choices}."))
-    parameters = fields.Dict(metadata={"description": "`binary_data: true` asks for the tensor as raw bytes"})
+    parameters = fields.Dict(allow_none=True,
+                             metadata={"description": "`binary_data: true` asks for the tensor as raw bytes"})
 
 
 class InferRequestSchema(Schema):
-    """An inference request; binary tensors follow the JSON when ``Inference-Header-Content-Length`` is set."""
+    """An inference request; binary tensors follow the JSON when ``Inference-Header-Content-Length`` is set.
 
-    id = fields.String(metadata={"description": "Echoed in the response"})
-    parameters = fields.Dict(metadata={"description": "`binary_data_output: true` asks for every output as bytes"})
+    The optional fields are those KServe's and MLServer's servers accept, null
+    included (their models are pydantic ``Optional`` fields); KServe's SDK puts
+    ``model_name`` (and ``id``) in every body, so the body may name the model
+    too, as long as it names the one in the URL.
+    """
+
+    id = fields.String(allow_none=True, metadata={"description": "Echoed in the response"})
+    model_name = fields.String(allow_none=True, metadata={
+        "description": "Sent by KServe's SDK; must be the model in the URL"})
+    model_version = fields.String(allow_none=True, metadata={
+        "description": "When given, must be the version served (or the one in the URL)"})
+    parameters = fields.Dict(allow_none=True, metadata={
+        "description": "`binary_data_output: true` asks for every output as bytes"})
     inputs = fields.List(fields.Nested(TensorInputSchema), required=True, validate=validate.Length(min=1))
-    outputs = fields.List(fields.Nested(RequestedOutputSchema),
+    outputs = fields.List(fields.Nested(RequestedOutputSchema), allow_none=True,
                           metadata={"description": "Outputs wanted: predict and/or predict_proba (default predict)"})
 
 
