@@ -135,10 +135,20 @@ def _name(value: str, field: str) -> str:
     return value
 
 
+#: Parameters tritonclient sends on every unload; a model here has no dependents to unload.
+_HARMLESS_PARAMETERS = frozenset({"unload_dependents"})
+
+
 def _repository_model(request: Any) -> str:
-    """The model a load or unload names: Triton's ``model_name``, or field 1 as KServe's clients send it."""
-    if request.parameters:
+    """The model a load or unload names: Triton's ``model_name``, or field 1 as KServe's clients send it.
+
+    A config or files sent with a load would be ignored, so they are refused:
+    the artifact always comes from the model's configured source.
+    """
+    unsupported = sorted(set(request.parameters) - _HARMLESS_PARAMETERS)
+    if unsupported:
         raise BadRequest(
-            "Load and unload parameters are not supported: the model's artifact comes from its configured source."
+            f"Parameter(s) {', '.join(unsupported)[:200]} are not supported: "
+            "the model's artifact comes from its configured source."
         )
     return _name(request.model_name or request.repository_name, "model_name")
