@@ -195,13 +195,18 @@ def test_the_request_id_is_echoed_logged_and_counted(client, served: Served) -> 
         _, call = tpb_grpc.GRPCInferenceServiceStub(channel).ServerLive.with_call(
             tpb.ServerLiveRequest(), metadata=(("x-request-id", "live-8"),))
         assert ("x-request-id", "live-8") in call.trailing_metadata()
-        code, _ = error_of(tpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer, raw_request([1, 4], b"\0" * 31))
-        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as caught:
+            tpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+                raw_request([1, 4], b"\0" * 31), metadata=(("x-request-id", "bad-9"),))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert ("x-request-id", "bad-9") in caught.value.trailing_metadata()
     deadline = time.monotonic() + 10
     while '"grpc-req-7"' not in served[2].read_text(errors="replace"):
         assert time.monotonic() < deadline, "no log line for the call"
         time.sleep(0.05)
     [line] = [orjson.loads(t) for t in served[2].read_text().splitlines() if '"grpc-req-7"' in t]
+    assert set(line) == {"time", "level", "request_id", "method", "status", "duration_ms", "model",
+                         "model_version", "batch_size", "peer"}
     assert {k: line[k] for k in ("method", "status", "model", "model_version", "batch_size")} == {
         "method": "/inference.GRPCInferenceService/ModelInfer", "status": "OK", "model": "iris",
         "model_version": "1", "batch_size": 3}
