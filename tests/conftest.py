@@ -199,3 +199,21 @@ def log() -> Iterator[RequestLogLines]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def _serve_production(artifact: Path, folder: Path, **env: str) -> Iterator[str]:
+    port = free_port()
+    with run_server(serve_args(port), server_env(artifact, folder, **env), port,
+                    output=folder / f"server-{port}.log") as (base, _):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def server(iris_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A production ``iris-service serve`` (UI off), shared by a module's tests that only read answers."""
+    yield from _serve_production(iris_artifact, tmp_path_factory.mktemp("clients"))
+
+
+@pytest.fixture(scope="module")
+def ui_server(iris_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from _serve_production(iris_artifact, tmp_path_factory.mktemp("clients-ui"), IRIS_SERVICE_UI_ENABLED="true")

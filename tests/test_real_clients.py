@@ -6,18 +6,18 @@ client cannot send itself (CSV, Parquet) exactly what pandas writes for them.
 """
 from __future__ import annotations
 
-import asyncio
 import io
+import re
+import subprocess
+import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
 import requests
-from conftest import FEATURES, KNOWN_ROWS, free_port, run_server, serve_args, server_env
+from conftest import FEATURES, KNOWN_ROWS
 from test_metrics import samples
 
 from iris_service import __version__
@@ -25,8 +25,6 @@ from iris_service import __version__
 with warnings.catch_warnings():
     # mlflow warns about its own type hints while importing; nothing of ours is involved.
     warnings.simplefilter("ignore")
-    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
-    from kserve.protocol.infer_type import RequestedOutput
     from mlflow.pyfunc.scoring_server.client import ScoringServerClient
 
 ROWS = [row for row, _, _ in KNOWN_ROWS]
@@ -35,95 +33,11 @@ NAMES = [name for _, _, name in KNOWN_ROWS]
 pytestmark = pytest.mark.server
 
 
-def _serve(artifact: Path, folder: Path, **env: str) -> Iterator[str]:
-    port = free_port()
-    with run_server(serve_args(port), server_env(artifact, folder, **env), port,
-                    output=folder / f"server-{port}.log") as (base, _):
-        yield base
-
-
-@pytest.fixture(scope="module")
-def server(iris_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A production server (UI off), shared by the tests that only read answers."""
-    yield from _serve(iris_artifact, tmp_path_factory.mktemp("clients"))
-
-
-@pytest.fixture(scope="module")
-def ui_server(iris_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _serve(iris_artifact, tmp_path_factory.mktemp("clients-ui"), IRIS_SERVICE_UI_ENABLED="true")
-
-
-def kserve(protocol: str) -> InferenceRESTClient:
-    return InferenceRESTClient(RESTConfig(protocol=protocol, retries=0, timeout=10))
-
-
 def frame() -> pd.DataFrame:
     return pd.DataFrame(ROWS, columns=list(FEATURES))
 
 
-# -- KServe's SDK, V2 (Open Inference Protocol) -------------------------------------------------
-
-def test_kserve_v2_infer_request_with_model_name_and_id(server):
-    """The SDK's main API: an InferRequest (model_name and id in the body), JSON tensors."""
-    tensor = InferInput(name="input-0", shape=[3, 4], datatype="FP64")
-    tensor.set_data_from_numpy(np.array(ROWS, dtype=np.float64), binary_data=False)
-    request = InferRequest(model_name="iris", infer_inputs=[tensor], request_id="kserve-json-1",
-                           request_outputs=[RequestedOutput("predict"), RequestedOutput("predict_proba")])
-
-    async def call():
-        async with kserve("v2") as client:
-            return await client.infer(server, request, model_name="iris")
-
-    response = asyncio.run(call())
-    assert response.id == "kserve-json-1"
-    assert response.model_name == "iris"  # the SDK reads no model_version from a REST answer
-    outputs = {output.name: output.as_numpy() for output in response.outputs}
-    assert outputs["predict"].tolist() == CLASSES
-    assert outputs["predict_proba"].shape == (3, 3)
-    assert outputs["predict_proba"].argmax(axis=1).tolist() == CLASSES
-
-
-def test_kserve_v2_binary_tensor_request(server):
-    """set_data_from_numpy's default: the tensor travels as bytes after the JSON header."""
-    tensor = InferInput(name="input-0", shape=[3, 4], datatype="FP32")
-    tensor.set_data_from_numpy(np.array(ROWS, dtype=np.float32))
-    request = InferRequest(model_name="iris", infer_inputs=[tensor], request_id="kserve-binary-1",
-                           parameters={"binary_data_output": True})
-
-    async def call():
-        async with kserve("v2") as client:
-            return await client.infer(server, request, model_name="iris")
-
-    response = asyncio.run(call())
-    assert response.id == "kserve-binary-1"
-    [output] = response.outputs
-    assert output.name == "predict"
-    assert output.as_numpy().tolist() == CLASSES
-
-
-def test_kserve_v2_health_and_readiness(server):
-    async def call():
-        async with kserve("v2") as client:
-            return (await client.is_server_live(server), await client.is_server_ready(server),
-                    await client.is_model_ready(server, "iris"), await client.is_model_ready(server, "nope"))
-
-    assert asyncio.run(call()) == (True, True, True, False)
-
-
-def test_kserve_v2_request_naming_another_model_is_refused(server):
-    tensor = InferInput(name="input-0", shape=[1, 4], datatype="FP64")
-    tensor.set_data_from_numpy(np.array(ROWS[:1], dtype=np.float64), binary_data=False)
-    request = InferRequest(model_name="wine", infer_inputs=[tensor])
-
-    async def call():
-        async with kserve("v2") as client:
-            return await client.infer(server, request, model_name="iris")
-
-    with pytest.raises(httpx.HTTPStatusError) as raised:
-        asyncio.run(call())
-    assert raised.value.response.status_code == 400
-    assert "The body's model_name is 'wine' but this request is for model 'iris'." in str(raised.value)
-
+# -- The Open Inference Protocol's OpenAPI document ---
 
 def test_server_metadata_answers_at_the_openapi_documents_spelling(server):
     """The Open Inference Protocol's OpenAPI document says GET /v2/; its prose and Triton's client say /v2."""
@@ -135,45 +49,19 @@ def test_server_metadata_answers_at_the_openapi_documents_spelling(server):
 
 # -- KServe's SDK, V1 -------------------------------------------------------------------------
 
-def test_kserve_v1_predict_liveness_and_model_readiness(server):
-    async def call():
-        async with kserve("v1") as client:
-            return (await client.infer(server, {"instances": ROWS}, model_name="iris"),
-                    await client.is_server_live(server), await client.is_model_ready(server, "iris"))
 
-    answer, live, ready = asyncio.run(call())
-    assert answer == {"predictions": CLASSES}
-    assert live is True  # GET / answers {"status": "alive", ...} with the UI off
-    assert ready is True
+# -- KServe's SDK -----------------------------------------------------------------------------------
 
-
-def test_kserve_v1_liveness_with_the_demo_page_on(ui_server):
-    """The SDK sends Accept: */*, so / answers it the JSON index; a browser still gets the page."""
-    async def call():
-        async with kserve("v1") as client:
-            return await client.is_server_live(ui_server)
-
-    assert asyncio.run(call()) is True
-    browser = requests.get(ui_server + "/", timeout=10, headers={
-        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"})
-    assert browser.status_code == 200
-    assert browser.headers["Content-Type"].startswith("text/html")
-    assert "Accept" in browser.headers["Vary"]
-
-
-def test_kserve_v1_explain_is_a_clear_501(server):
-    async def call(name: str):
-        async with kserve("v1") as client:
-            return await client.explain(server, name, {"instances": ROWS})
-
-    with pytest.raises(httpx.HTTPStatusError) as served:
-        asyncio.run(call("iris"))
-    assert served.value.response.status_code == 501
-    assert served.value.response.json()["error"].startswith("Explanations are not available for model 'iris'")
-    with pytest.raises(httpx.HTTPStatusError) as unknown:
-        asyncio.run(call("nope"))
-    assert unknown.value.response.status_code == 404
-    assert unknown.value.response.json()["error"] == "No model named 'nope'; known models: iris."
+def test_kserve_sdk_against_a_live_server_in_its_own_interpreter():
+    """KServe's SDK and tritonclient.grpc register the same protobuf names (``inference.*``) in protobuf's
+    default pool, so they cannot share a process: the SDK's checks (tests/kserve_client_checks.py) run in a
+    fresh pytest of their own, against their own live servers, and must all pass."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__).with_name("kserve_client_checks.py"))],
+        capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert re.search(r"\b7 passed\b", result.stdout), result.stdout[-2000:]
 
 
 # -- MLflow's client and the bodies pandas writes -----------------------------------------------

@@ -30,14 +30,19 @@ from ..settings import ENV_VAR
                    "or 'forwarded'.")
 @click.option("--drain-timeout", default=25.0, show_default=True, type=click.FloatRange(0),
               help="Seconds SIGTERM waits for requests in flight before closing their connections.")
+@click.option("--grpc-port", default=None, type=click.IntRange(0, 65535), metavar="PORT",
+              help="Also serve the Open Inference Protocol over gRPC on PORT, same --host and models "
+                   "(pip install 'iris-service[grpc]').")
 def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: int, request_timeout: float,
           connection_limit: int, url_prefix: str, trusted_proxy: str | None, trusted_proxy_headers: str,
-          drain_timeout: float) -> None:
+          drain_timeout: float, grpc_port: int | None) -> None:
     """Serve the app with waitress (works on Linux, macOS and Windows).
 
     On POSIX, SIGTERM stops it gracefully: new connections are refused, requests
     in flight finish, and the process exits 0. A body declared larger than
-    MAX_CONTENT_LENGTH is refused (413) before any of it is read.
+    MAX_CONTENT_LENGTH is refused (413) before any of it is read. With
+    --grpc-port, gRPC serves the same data plane beside it and SIGTERM drains
+    both at once, within --drain-timeout.
     """
     from ..errors import ConfigError
     from ..rest.factory import create_app
@@ -45,6 +50,8 @@ def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: 
     from . import process
 
     proxy = _proxy_settings(trusted_proxy, trusted_proxy_headers)
+    if grpc_port is not None:
+        _check_grpc_installed()
     try:
         app = create_app(env)
     except ConfigError as exc:
@@ -64,11 +71,48 @@ def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: 
         raise click.UsageError(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    grpc_server = _grpc_server(app, host, grpc_port) if grpc_port is not None else None
     for bound_host, bound_port in waitress_server.listening(server):
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         click.echo(f"iris-service serving on http://{shown}:{bound_port}{server.adj.url_prefix} "
                    f"({threads} threads)", err=True)
-    waitress_server.run(server, drain_timeout=drain_timeout)
+    if grpc_server is None:
+        waitress_server.run(server, drain_timeout=drain_timeout)
+        return
+    grpc_server.start()
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"iris-service gRPC on {shown}:{grpc_server.port} ({grpc_server.threads} threads)", err=True)
+    stopped: list[Any] = []
+    try:
+        # SIGTERM: gRPC refuses new calls and drains beside waitress, with the same grace.
+        waitress_server.run(server, drain_timeout=drain_timeout,
+                            on_stop=lambda: stopped.append(grpc_server.stop(drain_timeout)))
+    finally:
+        done = stopped[0] if stopped else grpc_server.stop(0)
+        done.wait(drain_timeout + 1.0)
+
+
+def _check_grpc_installed() -> None:
+    """Stop before loading any model when the ``grpc`` extra is missing, saying how to install it."""
+    from ..grpc import INSTALL_HINT, missing
+
+    absent = missing()
+    if absent:
+        raise click.ClickException(f"--grpc-port needs {', '.join(absent)}: {INSTALL_HINT}")
+
+
+def _grpc_server(app: Any, host: str, port: int) -> Any:
+    """The gRPC server on the REST app's data plane and metrics registry, bound to ``host:port``."""
+    from ..grpc.server import create_server
+    from ..rest.state import state_of
+
+    state = state_of(app)
+    # The app's registry, so /metrics shows the gRPC series too (none with METRICS_ENABLED off).
+    registry = getattr(state.metrics, "registry", None)
+    try:
+        return create_server(state.dataplane, app.config, host=host, port=port, registry=registry)
+    except OSError as exc:
+        raise click.ClickException(f"Cannot listen on {host}:{port} for gRPC: {exc}") from None
 
 
 def _proxy_settings(trusted_proxy: str | None, headers: str) -> dict[str, Any]:

@@ -86,10 +86,12 @@ def listening(server: Any) -> list[tuple[str, int]]:
     return [tuple(pair) for pair in server.effective_listen]
 
 
-def run(server: Any, *, drain_timeout: float = DRAIN_TIMEOUT) -> bool:
+def run(server: Any, *, drain_timeout: float = DRAIN_TIMEOUT, on_stop: Callable[[], Any] | None = None) -> bool:
     """Serve until stopped; on SIGTERM drain the requests in flight and return.
 
     Returns False when the drain ran out of time with connections still open.
+    ``on_stop`` is called once SIGTERM stops the loop, before the drain: another
+    server in the process (gRPC) starts its own drain then, beside this one.
     Off POSIX (Windows defines SIGTERM but never delivers it from outside), or off
     the main thread (signals cannot be handled there), this is waitress's own
     ``run``: Ctrl+C stops it as it always did. Either way the loop enforces the
@@ -121,6 +123,8 @@ def run(server: Any, *, drain_timeout: float = DRAIN_TIMEOUT) -> bool:
             server.task_dispatcher.shutdown()
             return True
         log.info("SIGTERM: no longer accepting connections; draining requests in flight")
+        if on_stop is not None:
+            on_stop()
         drained = drain(server, socket_map, timeout=drain_timeout)
     finally:
         signal.set_wakeup_fd(previous_fd)

@@ -63,6 +63,11 @@ class Config:
     # 10,000 rows of 4 numbers is ~400 kB of JSON; 16 MiB leaves room for wide models.
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     ADMIN_TOKEN: str | None = None
+    # iris-service serve --grpc-port: the largest message (null: MAX_CONTENT_LENGTH), worker
+    # threads, and calls at once before RESOURCE_EXHAUSTED.
+    GRPC_MAX_MESSAGE_BYTES: int | None = None
+    GRPC_THREADS = 8
+    GRPC_MAX_CONCURRENT_RPCS = 64
     # API keys for every route but the probes and docs (IRIS_SERVICE_API_KEYS=key1,key2).
     API_KEYS: list[str] = []
     API_KEYS_PROTECT_PROBES = False  # True: /health* and /metrics need a key too

@@ -13,7 +13,13 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "MAX_CONTENT_LENGTH": (int, 1, 2**40),
     "COMPRESS_MIN_SIZE": (int, 0, 2**40),
     "COMPRESS_LEVEL": (int, 0, 9),
+    # grpcio takes message limits as a C int.
+    "GRPC_MAX_MESSAGE_BYTES": (int, 1, 2**31 - 1),
+    "GRPC_THREADS": (int, 1, 1024),
+    "GRPC_MAX_CONCURRENT_RPCS": (int, 1, 10**6),
 }
+#: Numbers that may be null: MAX_CONTENT_LENGTH (no limit), GRPC_MAX_MESSAGE_BYTES (MAX_CONTENT_LENGTH's).
+_NULLABLE = frozenset({"MAX_CONTENT_LENGTH", "GRPC_MAX_MESSAGE_BYTES"})
 _BOOLEANS = ("PICKLE_ALLOWED", "ALLOW_VERSION_MISMATCH", "API_KEYS_PROTECT_PROBES", "API_KEYS_PROTECT_DOCS",
              "COMPRESS_RESPONSES", "METRICS_ENABLED", "TRACING_ENABLED", "UI_ENABLED")
 #: Lists of text (keys, origins, type names): a list of strings, or ``"a,b"`` as the environment gives them.
@@ -26,7 +32,7 @@ def check_settings(settings: dict[str, Any]) -> None:
     """Refuse a setting of the wrong type or range at start, naming it; normalise the rest."""
     for key, (kind, low, high) in _NUMBERS.items():
         value = settings.get(key)
-        if value is None and key == "MAX_CONTENT_LENGTH":
+        if value is None and key in _NULLABLE:
             continue
         if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
             raise ConfigError(f"{key} must be a whole number from {low} to {high:g}, not {value!r}.")

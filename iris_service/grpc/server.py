@@ -1,0 +1,152 @@
+"""Build the gRPC server: the inference service, health, reflection, interceptors and limits.
+
+``create_server(plane, config, host=..., port=...)`` binds but does not start;
+``iris-service serve --grpc-port`` passes the REST app's data plane (one set of
+models, one micro-batcher, one registry for both transports) and its metrics
+registry (so ``/metrics`` shows the gRPC series). A front-end of its own builds
+the plane as ``predict-file`` does: ``DataPlane.start(model_sources(config), ...)``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from prometheus_client import CollectorRegistry
+
+from ..serving import DataPlane
+from .auth import AuthInterceptor, AuthSettings
+from .health import ModelHealth
+from .observe import GrpcMetrics, ObserveInterceptor
+from .proto import inference_pb2 as pb
+from .proto import inference_pb2_grpc as pb_grpc
+from .servicer import InferenceServicer
+
+#: Streams one connection may hold open at once, as a share of GRPC_MAX_CONCURRENT_RPCS: a client
+#: opening hundreds of streams waits for its own, and the other connections keep their slots.
+STREAMS_PER_CONNECTION_SHARE = 4
+_POOL_LOCK = threading.Lock()
+_MAX_C_INT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class GrpcSettings:
+    """The server's settings, read once from a checked config (``settings.load_settings``)."""
+
+    threads: int = 8
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_concurrent_rpcs: int = 64
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    log_format: str = "json"
+    log_level: int = logging.INFO
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> GrpcSettings:
+        limit = config.get("GRPC_MAX_MESSAGE_BYTES") or config.get("MAX_CONTENT_LENGTH")
+        # No MAX_CONTENT_LENGTH means no limit, as REST; grpcio's limits are C ints (-1: none).
+        limit = min(int(limit), _MAX_C_INT) if limit else -1
+        level = logging.getLevelName(str(config.get("LOG_LEVEL", "INFO")).upper())
+        return cls(
+            threads=int(config.get("GRPC_THREADS", 8)),
+            max_message_bytes=limit,
+            max_concurrent_rpcs=int(config.get("GRPC_MAX_CONCURRENT_RPCS", 64)),
+            auth=AuthSettings(
+                api_keys=tuple(config.get("API_KEYS") or ()),
+                admin_token=config.get("ADMIN_TOKEN") or None,
+                protect_probes=bool(config.get("API_KEYS_PROTECT_PROBES", False)),
+                protect_docs=bool(config.get("API_KEYS_PROTECT_DOCS", False)),
+            ),
+            log_format=str(config.get("LOG_FORMAT", "json")).lower(),
+            log_level=level if isinstance(level, int) else logging.INFO,
+        )
+
+    def options(self) -> list[tuple[str, int]]:
+        """grpcio channel arguments: the message limit, streams per connection, no shared port."""
+        return [
+            # Larger messages are refused by grpcio itself with RESOURCE_EXHAUSTED, before decoding.
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_concurrent_streams", max(1, self.max_concurrent_rpcs // STREAMS_PER_CONNECTION_SHARE)),
+            # grpcio sets SO_REUSEPORT by default on Linux: a second server on a port in use
+            # would bind silently and steal half the connections. One process owns its port.
+            ("grpc.so_reuseport", 0),
+        ]
+
+
+class GrpcServer:
+    """A bound grpcio server and its health service; ``stop`` drains like waitress's SIGTERM."""
+
+    def __init__(self, server: grpc.Server, port: int, health: ModelHealth, threads: int) -> None:
+        self.server = server
+        self.port = port
+        self.health = health
+        self.threads = threads
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self, grace: float | None) -> threading.Event:
+        """Refuse new calls, let those in flight finish for ``grace`` seconds; set when stopped.
+
+        Health turns NOT_SERVING first, so a probe sees the drain.
+        """
+        self.health.enter_graceful_shutdown()
+        return self.server.stop(grace)
+
+
+def create_server(
+    plane: DataPlane,
+    config: Mapping[str, Any],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    registry: CollectorRegistry | None = None,
+) -> GrpcServer:
+    """Bind a gRPC server for ``plane`` on ``host:port`` (0: any free port); raises ``OSError`` if it cannot."""
+    settings = GrpcSettings.from_config(config)
+    metrics = GrpcMetrics(registry)
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="iris-grpc"),
+        # The first is outermost: a call refused for its credentials still gets an id, a line, a count.
+        interceptors=[ObserveInterceptor(metrics, settings.log_format, settings.log_level),
+                      AuthInterceptor(settings.auth)],
+        options=settings.options(),
+        # Beyond this many calls at once grpcio answers RESOURCE_EXHAUSTED instead of queueing forever.
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    health = ModelHealth(plane)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane, health), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    names = (
+        pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server, pool=_reflection_pool())
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpcio raises when the address cannot be bound
+        raise OSError(f"cannot bind {address}: {exc}") from None
+    if not bound:
+        raise OSError(f"cannot bind {address}")
+    return GrpcServer(server, bound, health, settings.threads)
+
+
+def _reflection_pool() -> Any:
+    """Our private pool, with the health and reflection files added so reflection describes all three.
+
+    Reflection reads one pool; ours is not protobuf's default one (see ``proto/__init__``).
+    """
+    with _POOL_LOCK:
+        for module in (health_pb2, reflection_pb2):
+            try:
+                pb.POOL.FindFileByName(module.DESCRIPTOR.name)
+            except KeyError:
+                pb.POOL.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    return pb.POOL
