@@ -31,8 +31,18 @@ from werkzeug.wrappers import Response
 from ..errors import BadRequest, IrisServiceError, UnsupportedMediaType
 from .errors import NATIVE, register_blueprint_error_handlers
 from .json import json_response
-from .schemas.base import ErrorSchema
+from .schemas.base import ErrorSchema, PlainErrorSchema
 
+#: What an error status means on every route that documents it without saying more.
+ERROR_DESCRIPTIONS = {
+    400: "Malformed or invalid body",
+    401: "Missing or wrong token",
+    404: "No such model",
+    409: "The artifact failed verification",
+    413: "Body larger than MAX_CONTENT_LENGTH",
+    415: "Body is not application/json",
+    503: "Model not loaded",
+}
 #: Reads a request's body into what the schema loads (plain JSON by default).
 BodyLoader = Callable[[flask.Request], Any]
 #: Charsets a JSON body may declare: UTF-8, and ASCII, which is a subset of it (RFC 8259 8.1).
@@ -134,12 +144,15 @@ class Blueprint(flask_smorest.Blueprint):
         self,
         *args: Any,
         error_style: str | None = None,
+        error_schema: Any = None,
         input_error: type[IrisServiceError] | None = None,
         load_body: BodyLoader | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.error_style = error_style or NATIVE
+        #: The schema ``errors`` documents: the route's error shape.
+        self.error_schema = error_schema or (ErrorSchema if self.error_style == NATIVE else PlainErrorSchema)
         if input_error is not None or load_body is not None:
             status = input_error.status if input_error is not None else None
             self.ARGUMENTS_PARSER = JSONParser(validation_status=status, load_body=load_body)
@@ -162,6 +175,26 @@ class Blueprint(flask_smorest.Blueprint):
                 return func(*args, parser.parse_json_args(instance, flask.request._get_current_object()), **view_kwargs)
 
             return _documented_layer(document, func, layer)
+
+        return decorator
+
+    def errors(self, *statuses: int | tuple[int, str]) -> Callable[[Any], Any]:
+        """Document error answers in the blueprint's error shape: ``(status, description)`` or a status alone.
+
+        One line per view instead of one ``alt_response`` per status, with the
+        descriptions every route shares (``ERROR_DESCRIPTIONS``) unless given.
+        """
+        documents = [
+            self.alt_response(status, schema=self.error_schema, description=description)
+            for status, description in (
+                item if isinstance(item, tuple) else (item, ERROR_DESCRIPTIONS[item]) for item in statuses
+            )
+        ]
+
+        def decorator(func: Any) -> Any:
+            for document in documents:
+                func = document(func)
+            return func
 
         return decorator
 

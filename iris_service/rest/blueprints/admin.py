@@ -18,7 +18,6 @@ from ...errors import NotFound
 from ..blueprint import Blueprint
 from ..errors import NATIVE
 from ..middleware.auth import require_token
-from ..schemas.base import ErrorSchema
 from ..schemas.models import ReloadRequestSchema, ReloadResponseSchema
 from ..state import dataplane
 
@@ -47,10 +46,12 @@ def check_admin() -> None:
 class Reload(MethodView):
     @blp.arguments(ReloadRequestSchema, location="query")
     @blp.response(200, ReloadResponseSchema)
-    @blp.alt_response(401, schema=ErrorSchema, description="Missing or wrong token")
-    @blp.alt_response(404, schema=ErrorSchema, description="No such model or version")
-    @blp.alt_response(409, schema=ErrorSchema, description="The artifact failed verification; the old model keeps serving")
-    @blp.alt_response(422, schema=ErrorSchema, description="An empty version")
+    @blp.errors(
+        401,
+        (404, "No such model or version"),
+        (409, "The artifact failed verification; the old model keeps serving"),
+        (422, "An empty version"),
+    )
     def post(self, args: dict[str, Any], name: str) -> dict[str, Any]:
         """Load, verify and atomically swap in a model's artifact.
 

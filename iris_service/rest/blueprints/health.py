@@ -8,7 +8,6 @@ from flask.views import MethodView
 from ...errors import ModelNotReady
 from ..blueprint import Blueprint
 from ..errors import NATIVE
-from ..schemas.base import ErrorSchema
 from ..schemas.health import HealthSchema, LiveSchema, ReadySchema
 from ..state import dataplane
 
@@ -47,7 +46,7 @@ class Live(MethodView):
 @blp.route("/health/ready")
 class Ready(MethodView):
     @blp.response(200, ReadySchema)
-    @blp.alt_response(503, schema=ErrorSchema, description="A configured model is not loaded")
+    @blp.errors((503, "A configured model is not loaded"))
     def get(self) -> dict[str, Any]:
         """Readiness: every configured model is loaded and verified."""
         models = dataplane()

@@ -8,7 +8,6 @@ from flask.views import MethodView
 from ...protocols import native
 from ..blueprint import Blueprint
 from ..errors import NATIVE
-from ..schemas.base import ErrorSchema
 from ..schemas.models import ModelDetailSchema, ModelListSchema
 from ..schemas.predictions import PredictRequestSchema, PredictResponseSchema
 from ..state import dataplane, infer
@@ -39,8 +38,7 @@ class Models(MethodView):
 @blp.route("/models/<name>")
 class ModelDetail(MethodView):
     @blp.response(200, ModelDetailSchema)
-    @blp.alt_response(404, schema=ErrorSchema, description="No such model")
-    @blp.alt_response(503, schema=ErrorSchema, description="Model not loaded")
+    @blp.errors(404, 503)
     def get(self, name: str) -> dict[str, Any]:
         """Describe a model: its manifest's public part, inputs and classes."""
         models = dataplane()
@@ -54,11 +52,7 @@ class ModelDetail(MethodView):
 class ModelPredict(MethodView):
     @blp.arguments(PredictRequestSchema)
     @blp.response(200, PredictResponseSchema)
-    @blp.alt_response(400, schema=ErrorSchema, description="Malformed JSON")
-    @blp.alt_response(404, schema=ErrorSchema, description="No such model")
-    @blp.alt_response(413, schema=ErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
-    @blp.alt_response(415, schema=ErrorSchema, description="Body is not application/json")
-    @blp.alt_response(503, schema=ErrorSchema, description="Model not loaded")
+    @blp.errors((400, "Malformed JSON"), 404, 413, 415, 503)
     def post(self, body: dict[str, Any], name: str) -> dict[str, Any]:
         """Predict with the named model (same request and answer as /predict)."""
         return infer(name, body, native)  # type: ignore[no-any-return]

@@ -8,7 +8,6 @@ from flask.views import MethodView
 from ...protocols import native
 from ..blueprint import Blueprint
 from ..errors import NATIVE
-from ..schemas.base import ErrorSchema
 from ..schemas.predictions import PredictRequestSchema, PredictResponseSchema
 from ..state import infer
 
@@ -25,10 +24,7 @@ blp = Blueprint(
 class Predict(MethodView):
     @blp.arguments(PredictRequestSchema)
     @blp.response(200, PredictResponseSchema)
-    @blp.alt_response(400, schema=ErrorSchema, description="Malformed JSON")
-    @blp.alt_response(413, schema=ErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
-    @blp.alt_response(415, schema=ErrorSchema, description="Body is not application/json")
-    @blp.alt_response(503, schema=ErrorSchema, description="Model not loaded")
+    @blp.errors((400, "Malformed JSON"), 413, 415, 503)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Predict the class of one row or a batch with the default model.
 

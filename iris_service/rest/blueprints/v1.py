@@ -15,7 +15,6 @@ from ...errors import IrisServiceError
 from ...protocols import v1
 from ..blueprint import Blueprint
 from ..errors import PLAIN
-from ..schemas.base import PlainErrorSchema
 from ..schemas.v1 import V1ModelSchema, V1PredictRequestSchema, V1PredictResponseSchema
 from ..state import dataplane, infer
 
@@ -28,11 +27,7 @@ blp = Blueprint("v1", __name__, url_prefix="/v1", description="KServe V1 / Tenso
 class Predict(MethodView):
     @blp.arguments(V1PredictRequestSchema)
     @blp.response(200, V1PredictResponseSchema)
-    @blp.alt_response(400, schema=PlainErrorSchema, description="Malformed or invalid body")
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model")
-    @blp.alt_response(413, schema=PlainErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
-    @blp.alt_response(415, schema=PlainErrorSchema, description="Body is not application/json")
-    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    @blp.errors(400, 404, 413, 415, 503)
     def post(self, body: dict[str, Any], name: str) -> dict[str, Any]:
         """Predict with the V1 protocol (KServe V1, TensorFlow Serving).
 
@@ -52,9 +47,7 @@ class ExplanationsUnavailable(IrisServiceError):
 @blp.route("/models/<name>:explain")
 class Explain(MethodView):
     # No 200 is documented: none is ever answered, until explanations are built.
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model")
-    @blp.alt_response(501, schema=PlainErrorSchema, description="This server computes no explanations yet")
-    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    @blp.errors(404, (501, "This server computes no explanations yet"), 503)
     def post(self, name: str) -> NoReturn:
         """KServe V1 explain: not implemented yet (501) for a served model, 404 for an unknown one.
 
@@ -70,8 +63,7 @@ class Explain(MethodView):
 @blp.route("/models/<name>")
 class ModelStatus(MethodView):
     @blp.response(200, V1ModelSchema)
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model")
-    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    @blp.errors(404, 503)
     def get(self, name: str) -> dict[str, Any]:
         """Say whether a model is ready (KServe V1 model status)."""
         model = dataplane().model(name)
