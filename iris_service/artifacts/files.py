@@ -27,13 +27,11 @@ SUFFIX_FORMATS: Mapping[str, str] = MappingProxyType(
 
 
 def format_for(path: Path) -> str:
-    try:
-        return SUFFIX_FORMATS[path.suffix.lower()]
-    except KeyError:
-        raise ArtifactError(
-            f"Unknown artifact type {path.suffix!r} for {path.name}; "
-            f"use one of {', '.join(sorted(SUFFIX_FORMATS))}."
-        ) from None
+    fmt = SUFFIX_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(SUFFIX_FORMATS))
+        raise ArtifactError(f"Unknown artifact type {path.suffix!r} for {path.name}; use one of {known}.")
+    return fmt
 
 
 def sha256_bytes(data: bytes) -> str:

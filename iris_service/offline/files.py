@@ -54,12 +54,10 @@ class ScoreReport:
 
 def file_format(path: Path) -> str:
     """``csv`` or ``parquet`` from the suffix (a folder may be named ``out.parquet``)."""
-    try:
-        return FORMATS[path.suffix.lower()]
-    except KeyError:
-        raise FileScoringError(
-            f"Cannot tell the format of {path.name!r}: name it .csv, .parquet or .pq."
-        ) from None
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise FileScoringError(f"Cannot tell the format of {path.name!r}: name it .csv, .parquet or .pq.")
+    return fmt
 
 
 def rejects_path(output: Path) -> Path:

@@ -9,6 +9,7 @@ marks dead workers).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any
@@ -70,56 +71,28 @@ class AppMetrics:
     """
 
     def __init__(self, multiproc_dir: str | None = None) -> None:
-        self.registry = CollectorRegistry()
-        registry = self.registry
-        self.requests = Counter(
-            "iris_http_requests",
-            "HTTP requests handled, by url rule, method and status.",
-            ("endpoint", "method", "status"),
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "iris_http_request_duration_seconds",
-            "Time from the first before_request hook to the response, in seconds.",
-            ("endpoint", "method", "status"),
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
+        self.registry = registry = CollectorRegistry()
+        new = functools.partial(_new_metric, registry)
+        request_labels = ("endpoint", "method", "status")
+        self.requests = new(Counter, "iris_http_requests", "HTTP requests handled, by url rule, method and status.",
+                            request_labels)
+        self.latency = new(Histogram, "iris_http_request_duration_seconds",
+                           "Time from the first before_request hook to the response, in seconds.",
+                           request_labels, buckets=LATENCY_BUCKETS)
         # livesum: a dead worker's in-flight count must vanish, not linger in the sum.
-        self.in_flight = Gauge(
-            "iris_http_requests_in_flight",
-            "Requests being handled right now.",
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self.predictions = Counter(
-            "iris_predictions",
-            "Predicted rows, by model, version and predicted class ('' for regressors).",
-            ("model", "version", "class"),
-            registry=registry,
-        )
-        self.batch_size = Histogram(
-            "iris_prediction_batch_size",
-            "Rows per successful prediction request.",
-            ("model", "version"),
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=registry,
-        )
-        self.model_loads = Counter(
-            "iris_model_loads",
-            "Model loads and reloads, by outcome.",
-            ("model", "kind", "result"),
-            registry=registry,
-        )
+        self.in_flight = new(Gauge, "iris_http_requests_in_flight", "Requests being handled right now.",
+                             multiprocess_mode="livesum")
+        self.predictions = new(Counter, "iris_predictions",
+                               "Predicted rows, by model, version and predicted class ('' for regressors).",
+                               ("model", "version", "class"))
+        self.batch_size = new(Histogram, "iris_prediction_batch_size", "Rows per successful prediction request.",
+                              ("model", "version"), buckets=BATCH_SIZE_BUCKETS)
+        self.model_loads = new(Counter, "iris_model_loads", "Model loads and reloads, by outcome.",
+                               ("model", "kind", "result"))
         # mostrecent: with preload the master sets it, a reloading worker may set it later;
         # the latest write across processes is the truth.
-        self.model_info = Gauge(
-            "iris_model_info",
-            "1 for each loaded model version (0 once unloaded).",
-            ("name", "version", "sklearn_version"),
-            registry=registry,
-            multiprocess_mode="mostrecent",
-        )
+        self.model_info = new(Gauge, "iris_model_info", "1 for each loaded model version (0 once unloaded).",
+                              ("name", "version", "sklearn_version"), multiprocess_mode="mostrecent")
         # Label children cached per key: a dict lookup per request instead of
         # prometheus-client's locked labels() call and tuple building.
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -243,6 +216,12 @@ class AppMetrics:
         if child is None:
             child = self._class_children.setdefault(key, self.predictions.labels(*key))
         return child
+
+
+def _new_metric(registry: CollectorRegistry, kind: Any, name: str, documentation: str,
+                labels: tuple[str, ...] = (), **options: Any) -> Any:
+    """One metric of ``kind`` in ``registry``: the one place metrics are constructed."""
+    return kind(name, documentation, labels, registry=registry, **options)
 
 
 class NullMetrics:
