@@ -17,6 +17,7 @@ from ...version import __version__
 from ..blueprint import Blueprint, parse_json_body
 from ..errors import PLAIN
 from ..schemas.base import PlainErrorSchema
+from ..schemas.fields import max_batch_size, max_columns
 from ..schemas.mlflow import InvocationsRequestSchema, InvocationsResponseSchema, PingSchema
 from ..state import dataplane, infer
 
@@ -24,9 +25,13 @@ CSV_MIMETYPE = "text/csv"
 
 
 def _load_body(req: flask.Request) -> Any:
-    """JSON or CSV bodies; MLflow answers 400 to any body it cannot score."""
+    """JSON or CSV bodies; MLflow answers 400 to any body it cannot score.
+
+    A CSV body is read a line at a time within the row limit and the widest
+    model's columns, so its lines are bounded before they are split into fields.
+    """
     if req.mimetype == CSV_MIMETYPE:
-        return mlflow.read_csv(req.get_data(cache=True))
+        return mlflow.read_csv(req.get_data(cache=True), max_rows=max_batch_size(), max_columns=max_columns())
     if not req.is_json:
         raise UnsupportedMediaType(
             f"Send the body as application/json or text/csv (got {req.mimetype or 'no content type'})."

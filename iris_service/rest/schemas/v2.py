@@ -1,15 +1,19 @@
 """Schemas of the Open Inference Protocol (KServe V2, Triton, MLServer)."""
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
 
-from .base import ResponseSchema
+from marshmallow import Schema, fields, pre_load, validate
+
+from ...protocols.v2 import check_bounds
+from .base import RequestSchema, ResponseSchema
+from .fields import max_inputs
 
 #: Tensor datatypes accepted as model input (numbers only; BYTES and BOOL are not features).
 INPUT_DATATYPES = ("FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
 
 
-class TensorInputSchema(Schema):
+class TensorInputSchema(RequestSchema):
     name = fields.String(required=True, metadata={"example": "input-0"})
     shape = fields.List(fields.Integer(strict=True, validate=validate.Range(min=0)), required=True,
                         metadata={"example": [1, 4]})
@@ -19,14 +23,24 @@ class TensorInputSchema(Schema):
                                 "example": [5.1, 3.5, 1.4, 0.2]})
 
 
-class RequestedOutputSchema(Schema):
+class RequestedOutputSchema(RequestSchema):
     name = fields.String(required=True, validate=validate.OneOf(("predict", "predict_proba"),
                                                                 error="Unknown output {input!r}; choose from {choices}."))
     parameters = fields.Dict(metadata={"description": "`binary_data: true` asks for the tensor as raw bytes"})
 
 
-class InferRequestSchema(Schema):
-    """An inference request; binary tensors follow the JSON when ``Inference-Header-Content-Length`` is set."""
+class InferRequestSchema(RequestSchema):
+    """An inference request; binary tensors follow the JSON when ``Inference-Header-Content-Length`` is set.
+
+    The protocol's own bounds (inputs, dimensions, outputs, parameters, id) are
+    checked on the raw body first: marshmallow would otherwise convert every item
+    of an eight-million-dimension ``shape`` before anything refused it.
+    """
+
+    @pre_load
+    def _bounded(self, data: Any, **kwargs: Any) -> Any:
+        check_bounds(data, max_inputs())
+        return data
 
     id = fields.String(metadata={"description": "Echoed in the response"})
     parameters = fields.Dict(metadata={"description": "`binary_data_output: true` asks for every output as bytes"})
