@@ -70,3 +70,17 @@ def test_dask_parquet_output_and_bad_cell_error(model, tmp_path):
     assert (report.rows, report.rejected) == (1, 1)
     rejects = pd.read_csv(next((tmp_path / "skip_out.rejects").glob("*.csv")))
     assert list(rejects["reason"]) == ["column 'sepal_length': empty cell."]
+
+
+@pytest.mark.slow
+def test_dask_applies_the_range_policy(model, tmp_path):
+    from iris_service.serving.ranges import RangePolicy
+
+    source = tmp_path / "in.csv"
+    pd.DataFrame([[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 9.0]], columns=list(FEATURES)).to_csv(source, index=False)
+    reject = RangePolicy("reject")
+    with pytest.raises(BatchInputError, match=r"Column 'petal_width', row 2 of partition 0: Must be between 0\.1"):
+        score_file_dask(source, tmp_path / "out", model, ranges=reject)
+    report = score_file_dask(source, tmp_path / "skip", model, on_error="skip", ranges=reject)
+    assert (report.rows, report.rejected) == (1, 1)
+    assert score_file_dask(source, tmp_path / "allowed", model, ranges=RangePolicy("allow")).rows == 2

@@ -204,3 +204,26 @@ def test_progress_bar_on_a_terminal_only(env, tmp_path):
     assert piped.returncode == 0
     assert "rows/s]" not in piped.stderr  # no bar when not a terminal
     assert "scored 150 rows" in piped.stdout
+
+
+def test_range_policy_reject_applies_to_files_as_to_requests(env, tmp_path, client):
+    """INPUT_RANGE_POLICY=reject: an out-of-range cell stops the run with the API's own message, or is a reject."""
+    env = {**env, "IRIS_SERVICE_INPUT_RANGE_POLICY": "reject"}
+    source, out = tmp_path / "in.csv", tmp_path / "scored.csv"
+    frame = known_frame(repeat=2)
+    frame.loc[2, "petal_width"] = 9.0
+    frame.to_csv(source, index=False)
+    result = predict_file(env, str(source), "--out", str(out))
+    assert result.exit_code == 1
+    assert "Error: Column 'petal_width', row 3: Must be between 0.1 and 2.5 (the training range); got 9." in result.output
+    assert not out.exists()
+
+    result = predict_file(env, str(source), "--out", str(out), "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(out)["id"]) == ["r0", "r1", "r3", "r4", "r5"]
+    rejects = pd.read_csv(tmp_path / "scored.rejects.csv")
+    assert list(rejects["id"]) == ["r2"]
+    assert list(rejects["reason"]) == ["column 'petal_width': Must be between 0.1 and 2.5 (the training range); got 9."]
+    # The default policy serves the extrapolation, as the API does.
+    assert predict_file({**env, "IRIS_SERVICE_INPUT_RANGE_POLICY": "allow"}, str(source), "--out",
+                        str(tmp_path / "allowed.csv")).exit_code == 0

@@ -487,7 +487,7 @@ def test_sign_refuses_an_artifact_that_fails_its_hash_check(artifact, keys, tmp_
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
-        pytest.param("gone.joblib", "Error: Model artifact gone.joblib does not exist.", id="no-artifact"),
+        pytest.param("gone.joblib", "Error: Model artifact gone.joblib does not exist", id="no-artifact"),
         pytest.param("bare.joblib", "Error: No manifest for bare.joblib: expected bare.joblib.json beside it.",
                      id="no-manifest"),
     ],

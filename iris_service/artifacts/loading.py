@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ArtifactError
 from .files import PICKLE_FORMATS, sha256_bytes
 from .formats import check_content, check_suffix
-from .manifest import Manifest, manifest_path, parse_manifest, read_manifest_bytes
+from .manifest import Manifest, read_described
 from .trees import check_trees
 
 if TYPE_CHECKING:
@@ -72,15 +72,7 @@ def load_verified(
     """
     options = LoadOptions(pickle_allowed, allow_version_mismatch, tuple(skops_trusted_types), tuple(trusted_keys))
     path = Path(path)
-    if not path.is_file():
-        # Messages name the file, not its folder: they reach HTTP clients via reload and readiness.
-        raise ArtifactError(f"Model artifact {path.name} does not exist; train one with 'iris-service train'.")
-    raw_manifest = read_manifest_bytes(path)
-    manifest = parse_manifest(path, raw_manifest)
-    if manifest.artifact != path.name:
-        raise ArtifactError(
-            f"Manifest {manifest_path(path).name} describes {manifest.artifact!r}, not {path.name!r}."
-        )
+    raw_manifest, manifest = read_described(path)
     fmt = manifest.format
     loader = LOADERS.get(fmt)
     if loader is None:

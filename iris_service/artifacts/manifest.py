@@ -132,6 +132,20 @@ def read_manifest(artifact_path: Path) -> Manifest:
     return parse_manifest(artifact_path, read_manifest_bytes(artifact_path))
 
 
+def read_described(path: Path) -> tuple[bytes, Manifest]:
+    """An existing artifact's manifest bytes and manifest, which must describe that very file.
+
+    Messages name the file, not its folder: they reach HTTP clients via reload and readiness.
+    """
+    if not path.is_file():
+        raise ArtifactError(f"Model artifact {path.name} does not exist; train one with 'iris-service train'.")
+    raw = read_manifest_bytes(path)
+    manifest = parse_manifest(path, raw)
+    if manifest.artifact != path.name:
+        raise ArtifactError(f"Manifest {manifest_path(path).name} describes {manifest.artifact!r}, not {path.name!r}.")
+    return raw, manifest
+
+
 def read_manifest_bytes(artifact_path: Path) -> bytes:
     """The manifest's bytes, read once: a signature is checked on exactly what is parsed."""
     path = manifest_path(artifact_path)

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ..errors import ArtifactError
 from .files import atomic_write_bytes, sha256_bytes
-from .manifest import manifest_path, parse_manifest, read_manifest_bytes
+from .manifest import manifest_path, parse_manifest, read_described
 
 ALGORITHM = "ed25519"
 SIGNATURE_FORMAT = 1
@@ -179,12 +179,7 @@ def sign_artifact(artifact_path: Path | str, private_key: Ed25519PrivateKey) -> 
     never vouches for bytes that already fail the hash check.
     """
     path = Path(artifact_path)
-    if not path.is_file():
-        raise ArtifactError(f"Model artifact {path.name} does not exist.")
-    raw_manifest = read_manifest_bytes(path)
-    manifest = parse_manifest(path, raw_manifest)
-    if manifest.artifact != path.name:
-        raise ArtifactError(f"Manifest {manifest_path(path).name} describes {manifest.artifact!r}, not {path.name!r}.")
+    raw_manifest, manifest = read_described(path)
     try:
         digest = sha256_bytes(path.read_bytes())
     except OSError as exc:

@@ -41,7 +41,8 @@ def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: 
     """
     from ..errors import ConfigError
     from ..rest.factory import create_app
-    from . import process, waitress_server
+    from ..servers import waitress_server
+    from . import process
 
     proxy = _proxy_settings(trusted_proxy, trusted_proxy_headers)
     try:

@@ -5,7 +5,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.unreader import SocketUnreader
@@ -14,9 +14,6 @@ from werkzeug.exceptions import RequestTimeout
 
 from .deadlines import REQUEST_TIMEOUT
 from .request_progress import RequestProgress
-
-if TYPE_CHECKING:
-    from .gunicorn_worker import RequestTimeoutWorker
 
 #: The environment variable that sets the request timeout, in seconds.
 TIMEOUT_ENV = "GUNICORN_REQUEST_TIMEOUT"
@@ -65,7 +62,8 @@ class _DeadlineUnreader(SocketUnreader):
 class Connection(gthread.TConn):
     """gthread's connection, with a request deadline and the bytes received in the event loop."""
 
-    def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any, worker: RequestTimeoutWorker) -> None:
+    def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any, worker: Any) -> None:
+        # worker: the gunicorn_worker.RequestTimeoutWorker that owns this connection
         super().__init__(cfg, sock, client, server)
         self.worker = worker
         #: monotonic time by which the current request must have arrived.

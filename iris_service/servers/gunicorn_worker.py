@@ -102,12 +102,9 @@ class RequestTimeoutWorker(gthread.ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     def _on_readable(self, conn: Connection, _sock: Any = None) -> None:
-        try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        data = _recv(conn.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""  # reset by the client
         progress = conn.progress
         assert progress is not None
         if not data:
@@ -232,12 +229,9 @@ class RequestTimeoutWorker(gthread.ThreadWorker):
         conn.lingered = 0
 
     def _on_linger_readable(self, conn: Connection, _sock: Any = None) -> None:
-        try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        data = _recv(conn.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         conn.lingered += len(data)
         if not data or conn.lingered >= LINGER_BYTES:
             self._end_linger(conn)
@@ -249,6 +243,16 @@ class RequestTimeoutWorker(gthread.ThreadWorker):
         except (KeyError, ValueError, OSError):
             pass
         util.close(conn.sock)
+
+
+def _recv(sock: socket.socket) -> bytes | None:
+    """What a readable socket holds: ``b""`` once closed or reset by the client, None if nothing after all."""
+    try:
+        return sock.recv(65536)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
 
 
 def _gthread_is_compatible() -> bool:

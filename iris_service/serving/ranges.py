@@ -41,6 +41,18 @@ class RangePolicy:
         self.margin = margin
         self._cache: WeakKeyDictionary[Any, Ranges] = WeakKeyDictionary()
 
+    def __dask_tokenize__(self) -> tuple[str, bool, float]:
+        """Dask hashes task arguments: the policy is what it decides, not its cache."""
+        return ("RangePolicy", self.rejects, self.margin)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to Dask workers) without the per-model cache, which holds weak references."""
+        return {"rejects": self.rejects, "margin": self.margin}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.rejects, self.margin = state["rejects"], state["margin"]
+        self._cache = WeakKeyDictionary()
+
     def check(
         self,
         x: npt.NDArray[np.float64],
