@@ -165,17 +165,21 @@ def _json_values(data: Any, name: str, datatype: str, shape: list[int], count: i
     if not isinstance(data, list):
         raise BadRequest(f"Input {name!r}: data must be a list of numbers (flat or nested).")
     bound = max(count, shape[0])
+    larger = f"Input {name!r} has shape {shape} ({count} values) but its data holds"
     flat = data
     while flat and type(flat[0]) is list:
         if len(flat) > bound:
-            raise BadRequest(f"Input {name!r} has shape {shape} ({count} values) but its data holds more.")
-        if any(type(v) is not list or len(v) != len(flat[0]) for v in flat):
+            raise BadRequest(f"{larger} more.")
+        width = len(flat[0])
+        if any(type(v) is not list or len(v) != width for v in flat):
             raise BadRequest(f"Input {name!r}: nested data must be a regular array (no ragged or mixed rows).")
-        if len(flat) * len(flat[0]) > bound:
-            raise BadRequest(f"Input {name!r} has shape {shape} ({count} values) but its data holds more.")
+        if len(flat) * width > bound:
+            # The count is known when the next level is the last one; deeper, only that it is too many.
+            last = not (width and type(flat[0][0]) is list)
+            raise BadRequest(f"{larger} {len(flat) * width}." if last else f"{larger} more.")
         flat = list(chain.from_iterable(flat))
     if len(flat) != count:
-        raise BadRequest(f"Input {name!r} has shape {shape} ({count} values) but its data holds {len(flat)}.")
+        raise BadRequest(f"{larger} {len(flat)}.")
     kinds = {type(v) for v in flat}
     if not kinds <= _NUMBER_TYPES:
         bad = next(v for v in flat if type(v) not in _NUMBER_TYPES)

@@ -18,7 +18,7 @@ from ...protocols.rows import InvalidRows, NamedRows, Rows, named_rows, position
 from ..state import EXTENSION_KEY
 
 __all__ = ["BoundedDict", "BoundedList", "FeatureRow", "FeatureRows", "NamedRows", "Rows", "as_validation_error",
-           "max_batch_size", "max_columns", "named_rows", "positional_rows"]
+           "max_batch_size", "max_columns", "max_inputs", "named_rows", "positional_rows", "width_limit"]
 
 
 @contextmanager
@@ -77,18 +77,21 @@ class BoundedList(fields.List):
     """A ``fields.List`` whose length is checked before marshmallow converts a single item.
 
     ``limit`` is called per request (the data plane's bounds can change with the
-    models served) and may return None for no bound.
+    models served) and may return None for no bound; it is not called for lists
+    of at most ``at_least`` items, which it always allows.
     """
 
     default_error_messages = {"too_long": "At most {limit} {what}; got {count}."}
 
-    def __init__(self, inner: Any, *, limit: Callable[[], int | None], what: str, **kwargs: Any) -> None:
+    def __init__(self, inner: Any, *, limit: Callable[[], int | None], what: str, at_least: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(inner, **kwargs)
         self._limit = limit
         self._what = what
+        self._at_least = at_least
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
-        if isinstance(value, list):
+        if isinstance(value, list) and len(value) > self._at_least:
             limit = self._limit()
             if limit is not None and len(value) > limit:
                 raise self.make_error("too_long", limit=limit, what=self._what, count=len(value))

@@ -5,6 +5,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from ...protocols.bounds import MIN_COLUMNS
 from .base import RequestSchema, ResponseSchema
 from .fields import BoundedDict, BoundedList, FeatureRows, Rows, max_batch_size, max_columns
 from .v1 import ColumnarInputs
@@ -25,7 +26,8 @@ class DataframeSplitSchema(RequestSchema):
     """pandas' ``split`` orientation: column names, rows of values, an optional index."""
 
     # Both lists are measured before marshmallow reads an item: columns by the widest model, labels by the rows.
-    columns = BoundedList(fields.String(), limit=max_columns, what="columns", validate=validate.Length(min=1),
+    columns = BoundedList(fields.String(), limit=max_columns, what="columns", at_least=MIN_COLUMNS,
+                          validate=validate.Length(min=1),
                           metadata={"description": "Column names; matched to the model's features in any order"})
     data = PositionalRows(required=True, metadata={
         "type": "array", "items": {"type": "array", "items": {"type": "number"}},

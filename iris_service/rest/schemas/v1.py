@@ -7,7 +7,7 @@ from marshmallow import ValidationError, fields, validates_schema
 
 from ...protocols.bounds import clip
 from .base import RequestSchema, ResponseSchema
-from .fields import FeatureRows, Rows, as_validation_error, max_batch_size, max_columns, named_rows
+from .fields import FeatureRows, Rows, as_validation_error, max_batch_size, named_rows, width_limit
 
 _ROW_ONE_OF = [
     {"type": "array", "items": {"type": "number"}, "minItems": 1},
@@ -36,7 +36,7 @@ class ColumnarInputs(FeatureRows):
         if not isinstance(value, dict) or not value:
             raise self.make_error("columns")
         # Both bounds before a column is turned into rows: columns by the widest model, rows by the limit.
-        width = max_columns()
+        width = width_limit(len(value))
         if width is not None and len(value) > width:
             raise self.make_error("too_wide", limit=width, count=len(value))
         lengths = {}

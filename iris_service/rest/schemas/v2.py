@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields, pre_load, validate
+from marshmallow import Schema, fields, validate
 
 from ...protocols.v2 import check_bounds
 from .base import RequestSchema, ResponseSchema
@@ -37,10 +37,11 @@ class InferRequestSchema(RequestSchema):
     of an eight-million-dimension ``shape`` before anything refused it.
     """
 
-    @pre_load
-    def _bounded(self, data: Any, **kwargs: Any) -> Any:
-        check_bounds(data, max_inputs())
-        return data
+    def bound(self, data: Any) -> None:
+        super().bound(data)
+        inputs = data.get("inputs") if isinstance(data, dict) else None
+        # Every model takes one input: the widest model served is looked up only for more.
+        check_bounds(data, max_inputs() if isinstance(inputs, list) and len(inputs) > 1 else None)
 
     id = fields.String(metadata={"description": "Echoed in the response"})
     parameters = fields.Dict(metadata={"description": "`binary_data_output: true` asks for every output as bytes"})
