@@ -124,6 +124,15 @@ CASES = {
         400, "The request: 'parameters' has"),
     "v2-id": Case(V2_INFER, JSON, lambda: fill(
         b'{"id":"@","inputs":[' + OK_TENSOR + b"]}", lambda room: b"x" * room), 400, "characters; at most 256."),
+    "v2-output-name": Case(V2_INFER, JSON, lambda: fill(
+        b'{"inputs":[' + OK_TENSOR + b'],"outputs":[{"name":"@"}]}', lambda room: b"p" * room),
+        400, "Output 0: the name is"),
+    "v2-input-name": Case(V2_INFER, JSON, lambda: fill(
+        b'{"inputs":[{"name":"@","datatype":"FP64","shape":[1,4],"data":[5.1,3.5,1.4,0.2]}]}',
+        lambda room: b"i" * room), 400, "Input 0: the name is"),
+    "v2-string-value": Case(V2_INFER, JSON, lambda: fill(
+        b'{"inputs":[{"name":"input-0","datatype":"FP64","shape":[1],"data":["@"]}]}', lambda room: b"v" * room),
+        400, "Input 'input-0': data must hold numbers only; got"),
     "v2-int8-json": Case(V2_INFER, JSON, lambda: fill(
         b'{"inputs":[{"name":"input-0","datatype":"INT8","shape":[2000000,4],"data":@}]}',
         lambda room: items(b"0", room)), 400, "At most 10000 rows per request; got 2000000."),

@@ -19,8 +19,6 @@ from .rows import NamedRows
 
 #: The status of this protocol's input errors (its specification says 400).
 INPUT_ERROR = BadRequest
-#: Fields per CSV line when the caller knows no model.
-_DEFAULT_COLUMNS = MIN_COLUMNS
 
 
 def decode(body: dict[str, Any], model: Model, limits: Limits) -> Decoded:
@@ -67,7 +65,7 @@ def read_csv(data: bytes, max_rows: int | None = None, max_columns: int | None =
     ``MAX_FIELD_LENGTH`` characters bound the work whatever the body holds: an
     8-million-line body is refused after reading ``max_rows`` of its lines.
     """
-    columns = max_columns if max_columns is not None else _DEFAULT_COLUMNS
+    columns = max_columns if max_columns is not None else MIN_COLUMNS  # what every model accepts
     text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=None)
     reader = csv.reader(_bounded_lines(text, max_rows, columns * (MAX_FIELD_LENGTH + 1)))
     lines: list[list[str]] = []
@@ -147,7 +145,8 @@ def _match_columns(columns: Sequence[str], model: Model, row: int | None = None)
             raise BadRequest(f"Column {clip(column)!r} is given twice.")
         seen.add(column)
     missing = [n for n in names if n not in seen]
-    unknown = [c for c in columns if c not in names]
+    wanted = set(names)
+    unknown = [c for c in columns if c not in wanted]
     if missing or unknown:
         parts = []
         if missing:

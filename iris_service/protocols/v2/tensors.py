@@ -55,6 +55,9 @@ def check_bounds(header: Any, max_inputs: int | None = None) -> None:
             raise BadRequest(f"'outputs' must be a list of at most {len(OUTPUTS)} requested outputs.")
         for i, output in enumerate(outputs):
             if isinstance(output, Mapping):
+                name = output.get("name")
+                if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
+                    raise BadRequest(f"Output {i}: the name is {len(name)} characters; at most {MAX_NAME_LENGTH}.")
                 _bound_parameters(output, f"Output {i}")
     request_id = header.get("id")
     if isinstance(request_id, str) and len(request_id) > MAX_NAME_LENGTH:

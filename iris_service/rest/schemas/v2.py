@@ -99,7 +99,7 @@ class ModelReadySchema(ResponseSchema):
     ready = fields.Boolean(required=True)
 
 
-class RepositoryIndexRequestSchema(Schema):
+class RepositoryIndexRequestSchema(RequestSchema):
     ready = fields.Boolean(metadata={"description": "Only list models that are ready"})
 
 
