@@ -165,9 +165,14 @@ def test_small_answer_is_not_compressed(client):
     assert response.get_json()["prediction"] == 0
 
 
-def test_large_error_answer_is_compressed_too(client):
-    response = client.post("/predict", json={"features": ROW, "x" * 5000: 1}, headers={"Accept-Encoding": "gzip"})
+def test_large_error_answer_is_compressed_too(iris_artifact, tmp_path, monkeypatch):
+    # Error messages are bounded (a 5000-character key is echoed clipped), so "large" is set by the threshold.
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path))
+    app = create_app_for_test({"MODEL_PATH": str(iris_artifact), "COMPRESS_MIN_SIZE": 100})
+    response = app.test_client().post("/predict", json={"features": ROW, "x" * 5000: 1},
+                                      headers={"Accept-Encoding": "gzip"})
     assert response.status_code == 422
+    assert response.headers["Content-Encoding"] == "gzip"
     assert json.loads(gzip.decompress(response.data))["code"] == 422
 
 

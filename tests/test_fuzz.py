@@ -7,6 +7,7 @@ fuzzed the day it is registered. ``FUZZ_EXAMPLES`` raises the example count
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ import pytest
 from conftest import FEATURES, create_app_for_test
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from iris_service.protocols.v2 import DTYPES
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 FUZZ_SETTINGS = settings(
@@ -169,5 +172,77 @@ def test_mutated_parquet_bodies_are_2xx_or_4xx_json(fuzz_app):
             body = body[:cut] + body[-8:]
         response = client.post("/invocations", data=bytes(body), content_type="application/vnd.apache.parquet")
         assert_json_answer(response, "/invocations")
+
+    check()
+
+
+#: V2 dimensions: small, zero, the row limit's edge, and past anything a request may declare (and below zero).
+_DIMENSIONS = st.one_of(st.integers(0, 5), st.sampled_from([4, 10_000, 10_001, 2**31, 2**53 + 1, 2**63 - 1, 2**64]),
+                        st.integers(-2, 2**70))
+#: Shapes of any rank from none to 100 dimensions.
+V2_SHAPES = st.one_of(st.lists(_DIMENSIONS, max_size=3), st.lists(_DIMENSIONS, max_size=100))
+_DATATYPES = st.sampled_from([*DTYPES, "BYTES", "BOOL"])
+
+
+def _tensor_data(shape: list[int], data: st.DataObject) -> object:
+    """Data that fits the shape when it is small (flat or nested as the shape says), else any JSON."""
+    count = math.prod(shape) if all(type(d) is int and d >= 0 for d in shape) else -1
+    if 0 <= count <= 64 and data.draw(st.booleans()):
+        flat = data.draw(st.lists(_numbers, min_size=count, max_size=count))
+        if len(shape) == 2 and shape[1] and data.draw(st.booleans()):
+            return [flat[i:i + shape[1]] for i in range(0, count, shape[1])]
+        return flat
+    return data.draw(st.one_of(JSON_VALUES, st.lists(st.lists(_numbers, max_size=5), max_size=5)))
+
+
+def test_any_v2_shape_is_2xx_or_4xx(fuzz_app):
+    """Shapes of 0-100 dimensions, huge or negative, as JSON data or binary tensors: never a 5xx."""
+    client = fuzz_app.test_client()
+
+    @FUZZ_SETTINGS
+    @given(shape=V2_SHAPES, datatype=_DATATYPES, binary=st.booleans(), name=st.sampled_from(["input-0", *FEATURES]),
+           data=st.data())
+    def check(shape: list[int], datatype: str, binary: bool, name: str, data: st.DataObject) -> None:
+        spec: dict[str, object] = {"name": name, "shape": shape, "datatype": datatype}
+        if not binary:
+            spec["data"] = _tensor_data(shape, data)
+            response = client.post("/v2/models/iris/infer", data=json.dumps({"inputs": [spec]}),
+                                   content_type="application/json")
+        else:
+            itemsize = DTYPES[datatype].itemsize if datatype in DTYPES else 1
+            needed = math.prod(shape) * itemsize if all(type(d) is int and d >= 0 for d in shape) else 0
+            size = data.draw(st.one_of(st.just(needed), st.integers(-1, 4096)))
+            spec["parameters"] = {"binary_data_size": size}
+            tail = bytes(min(max(size + data.draw(st.integers(-1, 1)), 0), 4096))
+            head = json.dumps({"inputs": [spec]}).encode()
+            response = client.post("/v2/models/iris/infer", data=head + tail, content_type="application/octet-stream",
+                                   headers={"Inference-Header-Content-Length": str(len(head))})
+        assert_json_answer(response)
+
+    check()
+
+
+#: CSV cells: numbers, non-numbers, quoting, fields over 1,024 characters and over csv's own 131,072.
+_CELLS = st.one_of(
+    st.sampled_from(["5.1", "0", "-1e308", "1e999", "nan", "inf", "", " 1 ", '"1"', '"a,b"', '"1\n2"', "\x00"]),
+    st.text(max_size=8),
+    st.sampled_from(["1" * 2000, "x" * 70_000, '"' + "y" * 140_000 + '"', '"' + "z\n" * 70_000 + '"']),
+)
+_CSV_LINES = st.lists(_CELLS, max_size=70).map(",".join)
+
+
+def test_any_csv_body_is_2xx_or_4xx(fuzz_app):
+    """CSV bodies: many lines (past the row limit, blank ones), wide lines, long fields, any line ending."""
+    client = fuzz_app.test_client()
+
+    @FUZZ_SETTINGS
+    @given(header=st.one_of(st.just(",".join(FEATURES)), _CSV_LINES), lines=st.lists(_CSV_LINES, max_size=4),
+           repeat=st.sampled_from([1, 2, 10_000, 10_001, 20_003]), blank=st.sampled_from([0, 1, 20_003]),
+           ending=st.sampled_from(["\n", "\r\n", "\r"]))
+    def check(header: str, lines: list[str], repeat: int, blank: int, ending: str) -> None:
+        rows = ending.join(lines) + ending if lines else ""
+        body = header + ending + rows * (repeat if len(rows) * repeat < 1 << 20 else 1) + ending * blank
+        response = client.post("/invocations", data=body.encode("utf-8", "surrogatepass"), content_type="text/csv")
+        assert_json_answer(response)
 
     check()

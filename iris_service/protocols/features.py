@@ -8,6 +8,7 @@ import numpy.typing as npt
 
 from ..errors import InvalidInput, IrisServiceError
 from ..runtime import Model
+from .bounds import NAMES_SHOWN, max_columns, some
 from .rows import NamedRows, Rows
 
 
@@ -30,7 +31,7 @@ def to_matrix(
         raise _invalid(
             error,
             location,
-            f"Expected {model.n_features} features ({', '.join(model.feature_names)}), "
+            f"Expected {model.n_features} features ({some(model.feature_names, NAMES_SHOWN)}), "
             f"got {rows.shape[1]}.",
         )
     return rows
@@ -41,17 +42,24 @@ def _named_to_matrix(
 ) -> npt.NDArray[np.float64]:
     names = model.feature_names
     wanted = set(names)
+    limit = max_columns(model.n_features)
     for i, row in enumerate(rows.rows):
         if row.keys() != wanted:
+            where = location if single else (*location, str(i))
+            expected = f"Expected: {some(names, NAMES_SHOWN)}."
+            if len(row) > limit:  # counted, not named: no key of a huge row is read
+                raise _invalid(error, where, f"Names {len(row)} features; at most {limit} per row. {expected}")
             missing = [n for n in names if n not in row]
             unknown = [k for k in row if k not in wanted]
             parts = []
             if missing:
-                parts.append(f"missing feature(s): {', '.join(missing)}")
+                parts.append(f"missing feature(s): {some(missing)}")
             if unknown:
-                parts.append(f"unknown feature(s): {', '.join(unknown)}")
-            message = "; ".join(parts).capitalize() + f". Expected: {', '.join(names)}."
-            raise _invalid(error, location if single else (*location, str(i)), message)
+                parts.append(f"unknown feature(s): {some(unknown)}")
+            message = "; ".join(parts)
+            # Upper-case the first letter only: str.capitalize would lower-case the client's names.
+            message = f"{message[0].upper()}{message[1:]}. {expected}"
+            raise _invalid(error, where, message)
     return np.array([[row[n] for n in names] for row in rows.rows], dtype=np.float64)
 
 

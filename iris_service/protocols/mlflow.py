@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,14 +13,14 @@ import numpy.typing as npt
 from ..errors import BadRequest
 from ..runtime import Model, Prediction
 from . import Decoded, Limits
+from .bounds import MAX_FIELD_LENGTH, MIN_COLUMNS, NAMES_SHOWN, SHOWN, clip, some
+from .bounds import max_columns as columns_for
 from .rows import NamedRows
 
 #: The status of this protocol's input errors (its specification says 400).
 INPUT_ERROR = BadRequest
-#: The widest CSV or Parquet table read: a model with more features than this cannot be scored by file.
+#: The widest Parquet table read: a model with more features than this cannot be scored by file.
 MAX_COLUMNS = 1024
-#: Longest client-given column name quoted back in a message.
-_LONGEST_NAME = 64
 #: MLflow's ``error_code`` for our statuses (its ``ERROR_CODE_TO_HTTP_STATUS`` read backwards);
 #: statuses it has no code for are BAD_REQUEST (4xx) or INTERNAL_ERROR (5xx).
 ERROR_CODES = {
@@ -33,6 +33,12 @@ ERROR_CODES = {
 def error_code(status: int) -> str:
     """The ``error_code`` MLflow's scoring server would send with ``status``."""
     return ERROR_CODES.get(status) or ("BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
+
+
+def check_columns(count: int, what: str) -> None:
+    """Refuse a table wider than ``MAX_COLUMNS`` before reading its cells."""
+    if count > MAX_COLUMNS:
+        raise BadRequest(f"{what} names {count} columns; at most {MAX_COLUMNS}.")
 
 
 def decode(body: dict[str, Any], model: Model, limits: Limits) -> Decoded:
@@ -69,82 +75,113 @@ def encode(prediction: Prediction, model: Model, decoded: Decoded) -> dict[str, 
     return {"predictions": [classes[i] for i in indices]}
 
 
-def read_csv(data: bytes, limits: Limits | None = None) -> dict[str, Any]:
+def read_csv(data: bytes, max_rows: int | None = None, max_columns: int | None = None) -> dict[str, Any]:
     """A CSV body with a header row, as the ``dataframe_split`` it stands for.
 
     The standard library's ``csv`` keeps pandas out of the server; values must
     be finite numbers, and the first bad cell is named by row and column.
-    Reading stops at the row limit and the header at ``MAX_COLUMNS``, so a body
-    of tiny rows costs no more than the rows a request may hold.
+    The body is decoded and split a line at a time, each line measured before
+    ``csv`` parses it, so ``max_rows`` rows of at most ``max_columns`` fields of
+    ``MAX_FIELD_LENGTH`` characters bound the work whatever the body holds: an
+    8-million-line body is refused after reading ``max_rows`` of its lines.
     """
-    limits = limits or Limits()
+    columns = max_columns if max_columns is not None else MIN_COLUMNS  # what every model accepts
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=None)
+    reader = csv.reader(_bounded_lines(text, max_rows, columns * (MAX_FIELD_LENGTH + 1)))
+    lines: list[list[str]] = []
     try:
-        text = data.decode("utf-8-sig")
+        for line in reader:
+            if not line:
+                continue
+            _check_fields(line, reader.line_num, columns)
+            lines.append(line)
+            if max_rows is not None and len(lines) > max_rows + 1:
+                raise BadRequest(f"At most {max_rows} rows per request; the CSV body has more.")
     except UnicodeDecodeError:
         raise BadRequest("The CSV body is not UTF-8 text.") from None
-    lines = (row for row in csv.reader(io.StringIO(text)) if row)
-    first = next(lines, None)
-    if first is None:
+    except csv.Error as exc:
+        raise BadRequest(f"The CSV body cannot be read at line {reader.line_num}: {clip(str(exc))}.") from None
+    if not lines:
         raise BadRequest("The CSV body is empty; send a header row and at least one row of values.")
-    check_columns(len(first), "The CSV header")
-    header = [name.strip() for name in first]
+    header = [name.strip() for name in lines[0]]
+    if len(lines) < 2:
+        raise BadRequest("The CSV body has a header row but no rows of values.")
     rows = []
-    for number, line in enumerate(lines, start=1):
-        if number > limits.max_rows:
-            raise BadRequest(f"At most {limits.max_rows} rows per request; the CSV body holds more.")
+    for number, line in enumerate(lines[1:], start=1):
         if len(line) != len(header):
             raise BadRequest(f"CSV row {number} has {len(line)} values; the header names {len(header)} columns.")
         rows.append([_number(cell, number, column) for cell, column in zip(line, header, strict=False)])
-    if not rows:
-        raise BadRequest("The CSV body has a header row but no rows of values.")
     return {"dataframe_split": {"columns": header, "data": rows}}
 
 
-def check_columns(count: int, what: str) -> None:
-    """Refuse a table wider than ``MAX_COLUMNS`` before reading its cells."""
-    if count > MAX_COLUMNS:
-        raise BadRequest(f"{what} names {count} columns; at most {MAX_COLUMNS}.")
+def _bounded_lines(text: Iterable[str], max_rows: int | None, max_length: int) -> Iterator[str]:
+    """The body's lines, each refused past ``max_length`` characters, and refused past twice the rows.
+
+    Blank lines are skipped by the reader but still cost a step each, so they
+    count too: a header, ``max_rows`` rows, and as many blank lines at most.
+    """
+    max_lines = 2 * (max_rows + 1) if max_rows is not None else None
+    for number, line in enumerate(text, start=1):
+        if len(line) > max_length:
+            raise BadRequest(f"CSV line {number} is longer than {max_length} characters.")
+        if max_lines is not None and number > max_lines:
+            raise BadRequest(f"At most {max_rows} rows per request; the CSV body has more than {max_lines} lines.")
+        yield line
+
+
+def _check_fields(line: list[str], number: int, max_columns: int) -> None:
+    if len(line) > max_columns:
+        raise BadRequest(f"CSV line {number} has {len(line)} fields; at most {max_columns}.")
+    longest = max(map(len, line))
+    if longest > MAX_FIELD_LENGTH:
+        raise BadRequest(f"CSV line {number} has a field of {longest} characters; at most {MAX_FIELD_LENGTH}.")
 
 
 def _number(cell: str, row: int, column: str) -> float:
     try:
         value = float(cell)
     except ValueError:
-        raise BadRequest(f"CSV row {row}, column {column!r}: {cell!r} is not a number.") from None
+        raise BadRequest(f"CSV row {row}, column {clip(column)!r}: {clip(cell)!r} is not a number.") from None
     if not math.isfinite(value):
-        raise BadRequest(f"CSV row {row}, column {column!r}: {cell!r} is not a finite number.")
+        raise BadRequest(f"CSV row {row}, column {clip(column)!r}: {clip(cell)!r} is not a finite number.")
     return value
 
 
 def _match_columns(columns: Sequence[str], model: Model, row: int | None = None) -> tuple[str, ...]:
-    """The model's feature names, after checking ``columns`` holds each exactly once."""
+    """The model's feature names, after checking ``columns`` holds each exactly once.
+
+    Columns past ``bounds.max_columns`` are counted, not read: a client naming
+    two million columns gets one line, not a message listing them.
+    """
     names = model.feature_names
+    expected = f"Expected: {some(names, NAMES_SHOWN)}."
+    limit = columns_for(model.n_features)
+    if len(columns) > limit:
+        where = f"Row {row} names" if row is not None else "The request names"
+        raise BadRequest(f"{where} {len(columns)} columns; at most {limit}. {expected}")
     seen = set()
     for column in columns:
         if column in seen:
-            raise BadRequest(f"Column {column!r} is given twice.")
+            raise BadRequest(f"Column {clip(column)!r} is given twice.")
         seen.add(column)
     missing = [n for n in names if n not in seen]
-    unknown = [c for c in columns if c not in names]
+    wanted = set(names)
+    unknown = [c for c in columns if c not in wanted]
     if missing or unknown:
         parts = []
         if missing:
-            parts.append(f"missing column(s): {', '.join(missing)}")
+            parts.append(f"missing column(s): {some(missing)}")
         if unknown:
-            # Quoted: a client's names may be empty or hold spaces; long ones are cut.
-            parts.append(f"unknown column(s): {', '.join(_quoted(c) for c in unknown)}")
+            # Quoted: a client's names may be empty or hold spaces; long ones are clipped.
+            parts.append(f"unknown column(s): {some(unknown, quote=True)}")
         message = "; ".join(parts)
         message = f"Row {row}: {message}" if row is not None else message[0].upper() + message[1:]
         hint = ""
-        if any(not c.strip() or c.startswith("Unnamed: ") for c in unknown):
+        if any(not c.strip() or c.startswith("Unnamed: ") for c in unknown[:SHOWN]):
             hint = (" A column without a name looks like the DataFrame's index: leave it out"
                     " (DataFrame.to_csv(index=False)) or send it as dataframe_split's 'index'.")
-        raise BadRequest(f"{message}. Expected: {', '.join(names)}.{hint}")
+        raise BadRequest(f"{message}. {expected}{hint}")
     return names
-
-
-def _quoted(name: str) -> str:
-    return repr(name if len(name) <= _LONGEST_NAME else name[:_LONGEST_NAME] + "...")
 
 
 def _named_matrix(rows: NamedRows, model: Model) -> npt.NDArray[np.float64]:
@@ -159,6 +196,7 @@ def _named_matrix(rows: NamedRows, model: Model) -> npt.NDArray[np.float64]:
 def _check_width(x: npt.NDArray[np.float64], model: Model) -> npt.NDArray[np.float64]:
     if x.shape[1] != model.n_features:
         raise BadRequest(
-            f"Expected {model.n_features} values per row ({', '.join(model.feature_names)}), got {x.shape[1]}."
+            f"Expected {model.n_features} values per row ({some(model.feature_names, NAMES_SHOWN)}), "
+            f"got {x.shape[1]}."
         )
     return x

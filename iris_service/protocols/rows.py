@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import InvalidInput
+from .bounds import clip
 
 _NUMBER_TYPES = frozenset({int, float})
 _LIST_ONLY = {list}
@@ -45,14 +46,20 @@ class NamedRows:
 Rows = npt.NDArray[np.float64] | NamedRows
 
 
-def positional_rows(rows: list[Any], single: bool = False) -> npt.NDArray[np.float64]:
-    """Check rows of numbers and convert them to one (n, width) float64 array."""
+def positional_rows(rows: list[Any], single: bool = False, max_width: int | None = None) -> npt.NDArray[np.float64]:
+    """Check rows of numbers and convert them to one (n, width) float64 array.
+
+    ``max_width`` bounds the first row before any value is read; every other row
+    must be as wide, so the values read are at most ``len(rows) * max_width``.
+    """
     first = rows[0]
     if not isinstance(first, list):
         raise _row_error(0, "Must be a list of numbers.", single)
     width = len(first)
     if width == 0:
         raise _row_error(0, "Must contain at least one number.", single)
+    if max_width is not None and width > max_width:
+        raise _row_error(0, f"Has {width} values; at most {max_width} per row.", single)
     # Whole-batch checks run in C (map, set); the per-row loop only names the bad row.
     if set(map(type, rows)) != _LIST_ONLY or set(map(len, rows)) != {width}:
         _raise_first_bad_row(rows, width, single)
@@ -87,13 +94,18 @@ def _raise_first_bad_row(rows: list[Any], width: int, single: bool) -> None:
             raise _row_error(i, f"Expected {width} values like the first row, got {len(row)}.", single)
 
 
-def named_rows(rows: list[Any], single: bool = False) -> NamedRows:
-    """Check rows of ``{name: number}``; the model decides which names it needs."""
+def named_rows(rows: list[Any], single: bool = False, max_width: int | None = None) -> NamedRows:
+    """Check rows of ``{name: number}``; the model decides which names it needs.
+
+    ``max_width`` bounds each row's keys before its values are read.
+    """
     for i, row in enumerate(rows):
         if type(row) is not dict:
             raise _row_error(i, "All rows must be objects of feature name to number (or all lists).", single)
         if not row:
             raise _row_error(i, "Must name at least one feature.", single)
+        if max_width is not None and len(row) > max_width:
+            raise _row_error(i, f"Names {len(row)} features; at most {max_width} per row.", single)
         for key, value in row.items():
             if type(value) not in _NUMBER_TYPES or not _finite(value):
                 raise _cell_error(i, key, _describe_bad(value), single)
@@ -132,4 +144,6 @@ def _row_error(i: int, message: str, single: bool) -> InvalidRows:
 
 
 def _cell_error(i: int, j: int | str, message: str, single: bool) -> InvalidRows:
+    # A key is the client's text: the message repeats only its start.
+    j = clip(j) if isinstance(j, str) else j
     return InvalidRows({j: [message]} if single else {i: {j: [message]}})

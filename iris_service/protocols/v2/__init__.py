@@ -9,7 +9,7 @@ extension, as raw little-endian bytes after the JSON header. Any front-end
 """
 from .binary import HEADER_LENGTH, loads_header, split_body
 from .codec import INPUT_ERROR, InferRequest, InferResponse, decode, encode, model_metadata
-from .tensors import DTYPES, INPUT_NAME, OUTPUTS, check_request
+from .tensors import DTYPES, INPUT_NAME, OUTPUTS, check_bounds, check_request
 
 __all__ = [
     "DTYPES",
@@ -19,6 +19,7 @@ __all__ = [
     "OUTPUTS",
     "InferRequest",
     "InferResponse",
+    "check_bounds",
     "check_request",
     "decode",
     "encode",

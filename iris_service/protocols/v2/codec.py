@@ -13,6 +13,7 @@ import orjson
 from ...errors import BadRequest
 from ...runtime import Model, Prediction
 from .. import Decoded, Limits
+from ..bounds import NAMES_SHOWN, clip, some
 from .tensors import DTYPES, INPUT_NAME, check_model, check_request, check_size
 
 #: The status of this protocol's input errors (its specification says 400).
@@ -43,19 +44,30 @@ def decode(body: InferRequest, model: Model, limits: Limits) -> Decoded:
     # One input-0, or one input per feature: anything longer is refused before any tensor is read.
     check_request(header, max_inputs=max(model.n_features, 1))
     check_model(header, model.name, model.version)
+    # Every declared size is checked, and the binary tail measured against their sum, before a value is read.
+    counts: dict[str, int] = {}
+    declared = 0
+    for spec in header["inputs"]:
+        if spec["name"] in counts:
+            raise BadRequest(f"Input {spec['name']!r} is given twice.")
+        counts[spec["name"]] = count = check_size(spec, limits.max_rows, model.n_features)
+        size = _binary_size(spec, count)
+        if declared + size > len(body.binary):
+            raise BadRequest(
+                f"Input {spec['name']!r} needs {size} bytes of binary data but only "
+                f"{len(body.binary) - declared} follow."
+            )
+        declared += size
+    if declared != len(body.binary):
+        raise BadRequest(
+            f"{len(body.binary)} bytes of binary data follow the JSON header but the inputs' "
+            f"binary_data_size parameters add up to {declared}."
+        )
     tensors: dict[str, npt.NDArray[np.float64]] = {}
     offset = 0
     for spec in header["inputs"]:
-        if spec["name"] in tensors:
-            raise BadRequest(f"Input {spec['name']!r} is given twice.")
-        count = check_size(spec, limits.max_rows, model.n_features)
-        tensors[spec["name"]], used = _tensor(spec, count, body.binary, offset)
+        tensors[spec["name"]], used = _tensor(spec, counts[spec["name"]], body.binary, offset)
         offset += used
-    if offset != len(body.binary):
-        raise BadRequest(
-            f"{len(body.binary)} bytes of binary data follow the JSON header but the inputs' "
-            f"binary_data_size parameters add up to {offset}."
-        )
     x = _matrix(tensors, model)
     return Decoded(x, context={"id": header.get("id"), "outputs": _requested_outputs(header, model)},
                    location=("inputs",))
@@ -101,36 +113,42 @@ def model_metadata(model: Model, versions: list[str]) -> dict[str, Any]:
     }
 
 
+def _binary_size(spec: Mapping[str, Any], count: int) -> int:
+    """The bytes of binary data an input declares (0 for JSON data), checked against its shape."""
+    name, shape, datatype = spec["name"], spec["shape"], spec["datatype"]
+    size = (spec.get("parameters") or {}).get("binary_data_size")
+    if size is None:
+        if "data" not in spec:
+            raise BadRequest(f"Input {name!r} has neither data nor a binary_data_size parameter.")
+        return 0
+    if "data" in spec:
+        raise BadRequest(f"Input {name!r} has both data and binary_data_size; send one.")
+    if type(size) is not int or size < 0:
+        raise BadRequest(f"Input {name!r}: binary_data_size must be a whole number of bytes.")
+    itemsize = DTYPES[datatype].itemsize
+    if size != count * itemsize:
+        raise BadRequest(
+            f"Input {name!r} of shape {shape} and datatype {datatype} needs {count * itemsize} "
+            f"bytes of binary data; binary_data_size says {size}."
+        )
+    return size
+
+
 def _tensor(
     spec: Mapping[str, Any], count: int, binary: bytes, offset: int
 ) -> tuple[npt.NDArray[np.float64], int]:
-    """One input as float64 of its declared shape (``count`` values), and how many binary bytes it used."""
+    """One input as float64 of its declared shape (``count`` values), and how many binary bytes it used.
+
+    ``decode`` has checked the binary sizes; JSON data is checked here, its size before its values.
+    """
     name, shape, datatype = spec["name"], spec["shape"], spec["datatype"]
     dtype = DTYPES[datatype]
-    size = (spec.get("parameters") or {}).get("binary_data_size")
-    used = 0
-    if size is not None:
-        if "data" in spec:
-            raise BadRequest(f"Input {name!r} has both data and binary_data_size; send one.")
-        if type(size) is not int or size < 0:
-            raise BadRequest(f"Input {name!r}: binary_data_size must be a whole number of bytes.")
-        if size != count * dtype.itemsize:
-            raise BadRequest(
-                f"Input {name!r} of shape {shape} and datatype {datatype} needs {count * dtype.itemsize} "
-                f"bytes of binary data; binary_data_size says {size}."
-            )
-        if offset + size > len(binary):
-            raise BadRequest(
-                f"Input {name!r} needs {size} bytes of binary data but only {len(binary) - offset} follow."
-            )
-        flat = np.frombuffer(binary, dtype=dtype, count=count, offset=offset)
-        used = size
-    elif "data" in spec:
-        flat = _json_values(spec["data"], name, datatype)
-        if flat.size != count:
-            raise BadRequest(f"Input {name!r} has shape {shape} ({count} values) but its data holds {flat.size}.")
+    if "data" in spec:
+        flat = _json_values(spec["data"], name, datatype, shape, count)
+        used = 0
     else:
-        raise BadRequest(f"Input {name!r} has neither data nor a binary_data_size parameter.")
+        flat = np.frombuffer(binary, dtype=dtype, count=count, offset=offset)
+        used = count * dtype.itemsize
     with np.errstate(over="ignore", invalid="ignore"):
         array = flat.astype(np.float64).reshape(shape)
     if not np.isfinite(array).all():
@@ -138,19 +156,35 @@ def _tensor(
     return array, used
 
 
-def _json_values(data: Any, name: str, datatype: str) -> npt.NDArray[Any]:
-    """JSON tensor data, flat or nested, checked and converted in bulk."""
+def _json_values(data: Any, name: str, datatype: str, shape: list[int], count: int) -> npt.NDArray[Any]:
+    """JSON tensor data, flat or nested, checked and converted in bulk.
+
+    Each level of nesting is measured before it is walked: no level of data that
+    fits the shape holds more lists than ``max(count, shape[0])`` (the rows, when
+    a row is empty), so data larger than declared is refused by its length.
+    """
     if not isinstance(data, list):
         raise BadRequest(f"Input {name!r}: data must be a list of numbers (flat or nested).")
+    bound = max(count, shape[0])
+    larger = f"Input {name!r} has shape {shape} ({count} values) but its data holds"
     flat = data
     while flat and type(flat[0]) is list:
-        if any(type(v) is not list or len(v) != len(flat[0]) for v in flat):
+        if len(flat) > bound:
+            raise BadRequest(f"{larger} more.")
+        width = len(flat[0])
+        if any(type(v) is not list or len(v) != width for v in flat):
             raise BadRequest(f"Input {name!r}: nested data must be a regular array (no ragged or mixed rows).")
+        if len(flat) * width > bound:
+            # The count is known when the next level is the last one; deeper, only that it is too many.
+            last = not (width and type(flat[0][0]) is list)
+            raise BadRequest(f"{larger} {len(flat) * width}." if last else f"{larger} more.")
         flat = list(chain.from_iterable(flat))
+    if len(flat) != count:
+        raise BadRequest(f"{larger} {len(flat)}.")
     kinds = {type(v) for v in flat}
     if not kinds <= _NUMBER_TYPES:
         bad = next(v for v in flat if type(v) not in _NUMBER_TYPES)
-        raise BadRequest(f"Input {name!r}: data must hold numbers only; got {orjson.dumps(bad).decode()}.")
+        raise BadRequest(f"Input {name!r}: data must hold numbers only; got {_shown(bad)}.")
     dtype = DTYPES[datatype]
     if dtype.kind in "iu" and float in kinds and not all(float(v).is_integer() for v in flat):
         raise BadRequest(f"Input {name!r} is {datatype}; its data must be whole numbers.")
@@ -162,25 +196,30 @@ def _json_values(data: Any, name: str, datatype: str) -> npt.NDArray[Any]:
         raise BadRequest(f"Input {name!r}: a value is out of range for {datatype}.") from None
 
 
+def _shown(value: Any) -> str:
+    """A client's value in a message: its JSON, clipped."""
+    return clip(orjson.dumps(value).decode())
+
+
 def _matrix(tensors: dict[str, npt.NDArray[np.float64]], model: Model) -> npt.NDArray[np.float64]:
     names = model.feature_names
     n = model.n_features
     expected = (f"This model takes {INPUT_NAME!r} with shape [-1, {n}], or one input per feature: "
-                f"{', '.join(names)}.")
+                f"{some(names, NAMES_SHOWN)}.")
     if INPUT_NAME in tensors:
         if len(tensors) > 1:
             others = [t for t in tensors if t != INPUT_NAME]
-            raise BadRequest(f"Unknown input(s) next to {INPUT_NAME!r}: {', '.join(others)}. {expected}")
+            raise BadRequest(f"Unknown input(s) next to {INPUT_NAME!r}: {some(others)}. {expected}")
         x = tensors[INPUT_NAME]
         if x.ndim != 2 or x.shape[1] != n:
             raise BadRequest(f"Input {INPUT_NAME!r} must have shape [N, {n}]; got {list(x.shape)}.")
     else:
         unknown = [t for t in tensors if t not in names]
         if unknown:
-            raise BadRequest(f"Unknown input(s): {', '.join(unknown)}. {expected}")
+            raise BadRequest(f"Unknown input(s): {some(unknown)}. {expected}")
         missing = [f for f in names if f not in tensors]
         if missing:
-            raise BadRequest(f"Missing input(s): {', '.join(missing)}. {expected}")
+            raise BadRequest(f"Missing input(s): {some(missing)}. {expected}")
         columns = []
         for feature in names:
             column = tensors[feature]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import BadRequest
+from ..bounds import MAX_PARAMETERS
 
 INPUT_NAME = "input-0"
 #: Datatype -> little-endian numpy dtype, as the binary extension lays tensors out.
@@ -28,21 +29,67 @@ DTYPES: dict[str, np.dtype[Any]] = {
 #: Our models take ``input-0`` as [N, features] or one [N] / [N, 1] tensor per feature.
 MAX_DIMENSIONS = 2
 OUTPUTS = ("predict", "predict_proba")
-#: Longest tensor (or request id) name echoed back in a message.
+#: Longest tensor name (or request id, echoed in the answer) accepted.
 MAX_NAME_LENGTH = 256
 #: Top-level fields naming the model, as KServe's SDK and the gRPC request carry them.
 MODEL_FIELDS = ("model_name", "model_version")
+
+
+def check_bounds(header: Any, max_inputs: int | None = None) -> None:
+    """Refuse a header whose lists or objects are longer than any model takes, before any item is read.
+
+    Only lengths are measured (constant time each); whatever else is malformed is
+    left to ``check_request`` (or to the REST schema, which calls this first so
+    that marshmallow never converts eight million dimensions one by one).
+    """
+    if not isinstance(header, Mapping):
+        return
+    inputs = header.get("inputs")
+    if isinstance(inputs, list):
+        if max_inputs is not None and len(inputs) > max_inputs:
+            raise BadRequest(f"At most {max_inputs} inputs for this model; got {len(inputs)}.")
+        for i, spec in enumerate(inputs):
+            if isinstance(spec, Mapping):
+                _bound_input(i, spec)
+    outputs = header.get("outputs")
+    if isinstance(outputs, list):
+        if len(outputs) > len(OUTPUTS):
+            raise BadRequest(f"'outputs' must be a list of at most {len(OUTPUTS)} requested outputs.")
+        for i, output in enumerate(outputs):
+            if isinstance(output, Mapping):
+                name = output.get("name")
+                if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
+                    raise BadRequest(f"Output {i}: the name is {len(name)} characters; at most {MAX_NAME_LENGTH}.")
+                _bound_parameters(output, f"Output {i}")
+    request_id = header.get("id")
+    if isinstance(request_id, str) and len(request_id) > MAX_NAME_LENGTH:
+        raise BadRequest(f"'id' is {len(request_id)} characters; at most {MAX_NAME_LENGTH}.")
+    _bound_parameters(header, "The request")
+
+
+def _bound_input(i: int, spec: Mapping[str, Any]) -> None:
+    name = spec.get("name")
+    what = f"Input {name!r}" if isinstance(name, str) and 0 < len(name) <= MAX_NAME_LENGTH else f"Input {i}"
+    shape = spec.get("shape")
+    if isinstance(shape, list) and len(shape) > MAX_DIMENSIONS:
+        raise BadRequest(f"{what} has {len(shape)} dimensions; this model's inputs have 1 or {MAX_DIMENSIONS}.")
+    _bound_parameters(spec, what)
+
+
+def _bound_parameters(item: Mapping[str, Any], what: str) -> None:
+    parameters = item.get("parameters")
+    if isinstance(parameters, Mapping) and len(parameters) > MAX_PARAMETERS:
+        raise BadRequest(f"{what}: 'parameters' has {len(parameters)} entries; at most {MAX_PARAMETERS}.")
 
 
 def check_request(header: Any, max_inputs: int | None = None) -> None:
     """Raise ``BadRequest`` naming the first malformed field of an inference request header."""
     if not isinstance(header, Mapping):
         raise BadRequest("The inference request must be a JSON object.")
+    check_bounds(header, max_inputs)
     inputs = header.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("'inputs' must be a non-empty list of tensors.")
-    if max_inputs is not None and len(inputs) > max_inputs:
-        raise BadRequest(f"At most {max_inputs} inputs for this model; got {len(inputs)}.")
     for i, spec in enumerate(inputs):
         _check_input(i, spec)
     outputs = header.get("outputs")

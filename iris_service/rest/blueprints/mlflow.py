@@ -21,6 +21,7 @@ from ...protocols.mlflow_nan import non_finite_cell
 from ...version import __version__
 from ..blueprint import Blueprint, parse_json_body
 from ..errors import PLAIN
+from ..schemas.fields import max_batch_size, max_columns
 from ..schemas.mlflow import (
     InvocationsRequestSchema,
     InvocationsResponseSchema,
@@ -35,9 +36,13 @@ _PATHS = frozenset({"/invocations", "/ping", "/version"})
 
 
 def _load_body(req: flask.Request) -> Any:
-    """JSON, CSV or Parquet bodies; MLflow answers 400 to any body it cannot score."""
+    """JSON, CSV or Parquet bodies; MLflow answers 400 to any body it cannot score.
+
+    A CSV body is read a line at a time within the row limit and the widest
+    model's columns, so its lines are bounded before they are split into fields.
+    """
     if req.mimetype == CSV_MIMETYPE:
-        return mlflow.read_csv(req.get_data(cache=True), dataplane().limits)
+        return mlflow.read_csv(req.get_data(cache=True), max_rows=max_batch_size(), max_columns=max_columns())
     if req.mimetype == parquet.MEDIA_TYPE:
         return parquet.read_parquet(req.get_data(cache=True), dataplane().limits)
     if not req.is_json:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
-from .base import PlainErrorSchema, ResponseSchema
-from .fields import FeatureRows, Rows
+from ...protocols.bounds import MIN_COLUMNS
+from .base import PlainErrorSchema, RequestSchema, ResponseSchema
+from .fields import BoundedDict, BoundedList, FeatureRows, Rows, max_batch_size, max_columns
 from .v1 import ColumnarInputs
 
 _FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -21,15 +22,18 @@ class PositionalRows(FeatureRows):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-class DataframeSplitSchema(Schema):
+class DataframeSplitSchema(RequestSchema):
     """pandas' ``split`` orientation: column names, rows of values, an optional index."""
 
-    columns = fields.List(fields.String(), validate=validate.Length(min=1),
+    # Both lists are measured before marshmallow reads an item: columns by the widest model, labels by the rows.
+    columns = BoundedList(fields.String(), limit=max_columns, what="columns", at_least=MIN_COLUMNS,
+                          validate=validate.Length(min=1),
                           metadata={"description": "Column names; matched to the model's features in any order"})
     data = PositionalRows(required=True, metadata={
         "type": "array", "items": {"type": "array", "items": {"type": "number"}},
         "description": "Rows of values in the order of `columns`"})
-    index = fields.List(fields.Raw(), metadata={"description": "Row labels; accepted and ignored"})
+    index = BoundedList(fields.Raw(), limit=max_batch_size, what="index labels (one per row)",
+                        metadata={"description": "Row labels; accepted and ignored"})
 
     @validates_schema
     def _widths(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -42,7 +46,7 @@ class DataframeSplitSchema(Schema):
             raise ValidationError(f"Index has {len(data['index'])} labels for {rows.shape[0]} rows.", "index")
 
 
-class InvocationsRequestSchema(Schema):
+class InvocationsRequestSchema(RequestSchema):
     """Exactly one of MLflow's four JSON input formats (CSV bodies arrive as ``dataframe_split``)."""
 
     dataframe_split = fields.Nested(DataframeSplitSchema, metadata={
@@ -58,7 +62,7 @@ class InvocationsRequestSchema(Schema):
         "description": "TF Serving columnar format: feature name -> column, or a list of rows", "oneOf": [
             {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "number"}}},
             {"type": "array", "items": {}}]})
-    params = fields.Dict(metadata={"description": "Inference parameters; this model takes none, so they are ignored"})
+    params = BoundedDict(metadata={"description": "Inference parameters; this model takes none, so they are ignored"})
 
     @validates_schema
     def _one_format(self, data: dict[str, Any], **kwargs: Any) -> None:

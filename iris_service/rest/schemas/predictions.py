@@ -5,11 +5,11 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
-from .base import ResponseSchema
+from .base import RequestSchema, ResponseSchema
 from .fields import FeatureRow, FeatureRows
 
 
-class PredictRequestSchema(Schema):
+class PredictRequestSchema(RequestSchema):
     """Exactly one of ``features`` (one row) or ``instances`` (a batch)."""
 
     features = FeatureRow(

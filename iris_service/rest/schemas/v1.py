@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow import ValidationError, fields, validates_schema
 
-from .base import ResponseSchema
-from .fields import FeatureRows, Rows, as_validation_error, max_batch_size, named_rows
+from ...protocols.bounds import clip
+from .base import RequestSchema, ResponseSchema
+from .fields import FeatureRows, Rows, as_validation_error, max_batch_size, named_rows, width_limit
 
 _ROW_ONE_OF = [
     {"type": "array", "items": {"type": "number"}, "minItems": 1},
@@ -26,6 +27,7 @@ class ColumnarInputs(FeatureRows):
         "columns": "Must be a list of rows or an object of feature name to a list of numbers.",
         "column_type": "Must be a list of numbers, one per row.",
         "column_length": "Expected {expected} values like the first column, got {got}.",
+        "too_wide": "At most {limit} columns; got {count}.",
     }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Rows:
@@ -33,15 +35,20 @@ class ColumnarInputs(FeatureRows):
             return super()._deserialize(value, attr, data, **kwargs)
         if not isinstance(value, dict) or not value:
             raise self.make_error("columns")
+        # Both bounds before a column is turned into rows: columns by the widest model, rows by the limit.
+        width = width_limit(len(value))
+        if width is not None and len(value) > width:
+            raise self.make_error("too_wide", limit=width, count=len(value))
         lengths = {}
         for name, column in value.items():
             if not isinstance(column, list) or not column:
-                raise ValidationError({name: [self.error_messages["column_type"]]})
+                raise ValidationError({clip(name): [self.error_messages["column_type"]]})
             lengths[name] = len(column)
         expected = next(iter(lengths.values()))
         for name, got in lengths.items():
             if got != expected:
-                raise ValidationError({name: [self.error_messages["column_length"].format(expected=expected, got=got)]})
+                message = self.error_messages["column_length"].format(expected=expected, got=got)
+                raise ValidationError({clip(name): [message]})
         limit = max_batch_size()
         if limit is not None and expected > limit:
             raise self.make_error("too_many", limit=limit, count=expected)
@@ -51,7 +58,7 @@ class ColumnarInputs(FeatureRows):
         raise AssertionError("unreachable")
 
 
-class V1PredictRequestSchema(Schema):
+class V1PredictRequestSchema(RequestSchema):
     """Row format (``instances``) or TensorFlow Serving's columnar format (``inputs``)."""
 
     signature_name = fields.String(

@@ -1,15 +1,19 @@
 """Schemas of the Open Inference Protocol (KServe V2, Triton, MLServer)."""
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, fields, validate
 
-from .base import ResponseSchema
+from ...protocols.v2 import check_bounds
+from .base import RequestSchema, ResponseSchema
+from .fields import max_inputs
 
 #: Tensor datatypes accepted as model input (numbers only; BYTES and BOOL are not features).
 INPUT_DATATYPES = ("FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
 
 
-class TensorInputSchema(Schema):
+class TensorInputSchema(RequestSchema):
     name = fields.String(required=True, metadata={"example": "input-0"})
     shape = fields.List(fields.Integer(strict=True, validate=validate.Range(min=0)), required=True,
                         metadata={"example": [1, 4]})
@@ -20,21 +24,30 @@ class TensorInputSchema(Schema):
                                 "example": [5.1, 3.5, 1.4, 0.2]})
 
 
-class RequestedOutputSchema(Schema):
+class RequestedOutputSchema(RequestSchema):
     name = fields.String(required=True, validate=validate.OneOf(("predict", "predict_proba"),
                                                                 error="Unknown output {input!r}; choose from {choices}."))
     parameters = fields.Dict(allow_none=True,
                              metadata={"description": "`binary_data: true` asks for the tensor as raw bytes"})
 
 
-class InferRequestSchema(Schema):
+class InferRequestSchema(RequestSchema):
     """An inference request; binary tensors follow the JSON when ``Inference-Header-Content-Length`` is set.
 
     The optional fields are those KServe's and MLServer's servers accept, null
     included (their models are pydantic ``Optional`` fields); KServe's SDK puts
     ``model_name`` (and ``id``) in every body, so the body may name the model
-    too, as long as it names the one in the URL.
+    too, as long as it names the one in the URL. The protocol's own bounds
+    (inputs, dimensions, outputs, parameters, id) are checked on the raw body
+    first: marshmallow would otherwise convert every item of an
+    eight-million-dimension ``shape`` before anything refused it.
     """
+
+    def bound(self, data: Any) -> None:
+        super().bound(data)
+        inputs = data.get("inputs") if isinstance(data, dict) else None
+        # Every model takes one input: the widest model served is looked up only for more.
+        check_bounds(data, max_inputs() if isinstance(inputs, list) and len(inputs) > 1 else None)
 
     id = fields.String(allow_none=True, metadata={"description": "Echoed in the response"})
     model_name = fields.String(allow_none=True, metadata={
@@ -97,7 +110,7 @@ class ModelReadySchema(ResponseSchema):
     ready = fields.Boolean(required=True)
 
 
-class RepositoryIndexRequestSchema(Schema):
+class RepositoryIndexRequestSchema(RequestSchema):
     ready = fields.Boolean(metadata={"description": "Only list models that are ready"})
 
 
