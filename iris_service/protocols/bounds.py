@@ -49,3 +49,17 @@ def some(items: Sequence[object], shown: int = SHOWN, quote: bool = False) -> st
     named = ", ".join(repr(clip(str(item))) if quote else clip(str(item)) for item in items[:shown])
     rest = len(items) - shown
     return f"{named} and {rest} more" if rest > 0 else named
+
+
+def misfit(missing: Sequence[object], unknown: Sequence[object], noun: str, quote_unknown: bool = False) -> str:
+    """``Missing feature(s): a; unknown feature(s): x``: what a row or a header names wrongly, bounded.
+
+    Only the first letter is upper-cased (``str.capitalize`` would lower-case the client's names).
+    """
+    parts = []
+    if missing:
+        parts.append(f"missing {noun}(s): {some(missing)}")
+    if unknown:
+        parts.append(f"unknown {noun}(s): {some(unknown, quote=quote_unknown)}")
+    message = "; ".join(parts)
+    return message[:1].upper() + message[1:]

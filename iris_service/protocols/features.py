@@ -8,7 +8,7 @@ import numpy.typing as npt
 
 from ..errors import InvalidInput, IrisServiceError
 from ..runtime import Model
-from .bounds import NAMES_SHOWN, max_columns, some
+from .bounds import NAMES_SHOWN, max_columns, misfit, some
 from .rows import NamedRows, Rows
 
 
@@ -51,15 +51,7 @@ def _named_to_matrix(
                 raise _invalid(error, where, f"Names {len(row)} features; at most {limit} per row. {expected}")
             missing = [n for n in names if n not in row]
             unknown = [k for k in row if k not in wanted]
-            parts = []
-            if missing:
-                parts.append(f"missing feature(s): {some(missing)}")
-            if unknown:
-                parts.append(f"unknown feature(s): {some(unknown)}")
-            message = "; ".join(parts)
-            # Upper-case the first letter only: str.capitalize would lower-case the client's names.
-            message = f"{message[0].upper()}{message[1:]}. {expected}"
-            raise _invalid(error, where, message)
+            raise _invalid(error, where, f"{misfit(missing, unknown, 'feature')}. {expected}")
     return np.array([[row[n] for n in names] for row in rows.rows], dtype=np.float64)
 
 

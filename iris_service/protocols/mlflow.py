@@ -13,7 +13,7 @@ import numpy.typing as npt
 from ..errors import BadRequest
 from ..runtime import Model, Prediction
 from . import Decoded, Limits
-from .bounds import MAX_FIELD_LENGTH, MIN_COLUMNS, NAMES_SHOWN, SHOWN, clip, some
+from .bounds import MAX_FIELD_LENGTH, MIN_COLUMNS, NAMES_SHOWN, SHOWN, clip, misfit, some
 from .bounds import max_columns as columns_for
 from .rows import NamedRows
 
@@ -168,14 +168,10 @@ def _match_columns(columns: Sequence[str], model: Model, row: int | None = None)
     wanted = set(names)
     unknown = [c for c in columns if c not in wanted]
     if missing or unknown:
-        parts = []
-        if missing:
-            parts.append(f"missing column(s): {some(missing)}")
-        if unknown:
-            # Quoted: a client's names may be empty or hold spaces; long ones are clipped.
-            parts.append(f"unknown column(s): {some(unknown, quote=True)}")
-        message = "; ".join(parts)
-        message = f"Row {row}: {message}" if row is not None else message[0].upper() + message[1:]
+        # Unknown names quoted: a client's names may be empty or hold spaces; long ones are clipped.
+        message = misfit(missing, unknown, "column", quote_unknown=True)
+        if row is not None:
+            message = f"Row {row}: {message[:1].lower()}{message[1:]}"
         hint = ""
         if any(not c.strip() or c.startswith("Unnamed: ") for c in unknown[:SHOWN]):
             hint = (" A column without a name looks like the DataFrame's index: leave it out"

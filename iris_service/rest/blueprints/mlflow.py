@@ -61,7 +61,8 @@ def _load_body(req: flask.Request) -> Any:
 
 
 blp = Blueprint("mlflow", __name__, description="MLflow scoring protocol (mlflow models serve).",
-                error_style=PLAIN, input_error=mlflow.INPUT_ERROR, load_body=_load_body)
+                error_style=PLAIN, error_schema=MlflowErrorSchema, input_error=mlflow.INPUT_ERROR,
+                load_body=_load_body)
 
 
 @blp.after_app_request
@@ -92,11 +93,12 @@ def _mlflow_error_fields(response: Response) -> Response:
 class Invocations(MethodView):
     @blp.arguments(InvocationsRequestSchema)
     @blp.response(200, InvocationsResponseSchema)
-    @blp.alt_response(400, schema=MlflowErrorSchema, description="Malformed body, or a missing or unknown column")
-    @blp.alt_response(413, schema=MlflowErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
-    @blp.alt_response(415, schema=MlflowErrorSchema,
-                      description="Body is not JSON, CSV or Parquet, or Parquet without the files extra")
-    @blp.alt_response(503, schema=MlflowErrorSchema, description="Model not loaded")
+    @blp.errors(
+        (400, "Malformed body, or a missing or unknown column"),
+        413,
+        (415, "Body is not JSON, CSV or Parquet, or Parquet without the files extra"),
+        503,
+    )
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Score rows with the default model, as MLflow's /invocations does.
 
@@ -110,7 +112,7 @@ class Invocations(MethodView):
 @blp.route("/ping")
 class Ping(MethodView):
     @blp.response(200, PingSchema)
-    @blp.alt_response(503, schema=MlflowErrorSchema, description="Model not loaded")
+    @blp.errors(503)
     def get(self) -> dict[str, Any]:
         """MLflow health check: 200 when the default model is loaded."""
         dataplane().model()

@@ -18,7 +18,6 @@ from ...version import __version__
 from ..blueprint import Blueprint, parse_json_body
 from ..errors import PLAIN
 from ..json import dumps as json_dumps
-from ..schemas.base import PlainErrorSchema
 from ..schemas.v2 import (
     InferRequestSchema,
     InferResponseSchema,
@@ -95,7 +94,7 @@ class ServerLive(MethodView):
 @blp.route("/v2/health/ready")
 class ServerReady(MethodView):
     @blp.response(200, ServerReadySchema)
-    @blp.alt_response(503, schema=PlainErrorSchema, description="A configured model is not loaded")
+    @blp.errors((503, "A configured model is not loaded"))
     def get(self) -> dict[str, Any]:
         """Server readiness: every configured model is loaded."""
         failed = dataplane().unready()
@@ -129,8 +128,7 @@ def _infer(body: dict[str, Any], name: str, version: str | None) -> Any:
 @blp.route("/v2/models/<name>/versions/<version>", endpoint="ModelVersionMetadata")
 class ModelMetadata(MethodView):
     @blp.response(200, ModelMetadataSchema)
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model or version")
-    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    @blp.errors((404, "No such model or version"), 503)
     def get(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Model metadata: versions, input and output tensors."""
         return _metadata(name, version)
@@ -140,8 +138,7 @@ class ModelMetadata(MethodView):
 @blp.route("/v2/models/<name>/versions/<version>/ready", endpoint="ModelVersionReady")
 class ModelReady(MethodView):
     @blp.response(200, ModelReadySchema)
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model or version")
-    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    @blp.errors((404, "No such model or version"), 503)
     def get(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Model readiness: 200 when the model (or that version) is served."""
         return _ready(name, version)
@@ -157,11 +154,13 @@ class Infer(MethodView):
         "application/json": {"schema": InferResponseSchema},
         _OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}},
     }}})
-    @blp.alt_response(400, schema=PlainErrorSchema, description="Invalid request, shape, datatype or data, or more rows than MAX_BATCH_SIZE")
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model or version")
-    @blp.alt_response(413, schema=PlainErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
-    @blp.alt_response(415, schema=PlainErrorSchema, description="Unsupported media type")
-    @blp.alt_response(503, schema=PlainErrorSchema, description="Model not loaded")
+    @blp.errors(
+        (400, "Invalid request, shape, datatype or data, or more rows than MAX_BATCH_SIZE"),
+        (404, "No such model or version"),
+        413,
+        (415, "Unsupported media type"),
+        503,
+    )
     def post(self, body: dict[str, Any], name: str, version: str | None = None) -> Any:
         """Run one Open Inference Protocol request.
 
@@ -175,11 +174,7 @@ class Infer(MethodView):
 class RepositoryIndex(MethodView):
     @blp.arguments(RepositoryIndexRequestSchema)
     @blp.response(200, RepositoryModelSchema(many=True))
-    @blp.alt_response(400, schema=PlainErrorSchema, description="Malformed or invalid body")
-    @blp.alt_response(401, schema=PlainErrorSchema, description="Missing or wrong token")
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No ADMIN_TOKEN configured")
-    @blp.alt_response(413, schema=PlainErrorSchema, description="Body larger than MAX_CONTENT_LENGTH")
-    @blp.alt_response(415, schema=PlainErrorSchema, description="Body is not application/json")
+    @blp.errors(400, 401, (404, "No ADMIN_TOKEN configured"), 413, 415)
     def post(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """List the configured models with their state (admin token)."""
         listing = [{"name": name, **status} for name, status in dataplane().status().items()]
@@ -191,9 +186,7 @@ class RepositoryIndex(MethodView):
 @blp.route("/v2/repository/models/<name>/load")
 class RepositoryLoad(MethodView):
     @blp.response(200, RepositoryActionSchema)
-    @blp.alt_response(401, schema=PlainErrorSchema, description="Missing or wrong token")
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model, or no ADMIN_TOKEN configured")
-    @blp.alt_response(409, schema=PlainErrorSchema, description="The artifact failed verification")
+    @blp.errors(401, (404, "No such model, or no ADMIN_TOKEN configured"), 409)
     def post(self, name: str) -> dict[str, Any]:
         """Load, verify and swap in a model (admin token); the old one serves on failure."""
         model = dataplane().load(name)
@@ -203,8 +196,7 @@ class RepositoryLoad(MethodView):
 @blp.route("/v2/repository/models/<name>/unload")
 class RepositoryUnload(MethodView):
     @blp.response(200, RepositoryActionSchema)
-    @blp.alt_response(401, schema=PlainErrorSchema, description="Missing or wrong token")
-    @blp.alt_response(404, schema=PlainErrorSchema, description="No such model, or no ADMIN_TOKEN configured")
+    @blp.errors(401, (404, "No such model, or no ADMIN_TOKEN configured"))
     def post(self, name: str) -> dict[str, Any]:
         """Stop serving a model (admin token) until it is loaded again."""
         dataplane().unload(name)

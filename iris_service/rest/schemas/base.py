@@ -88,3 +88,11 @@ class PlainErrorSchema(Schema):
 
     error = fields.String(required=True)
     request_id = fields.String(metadata={"description": "Request id, on server errors"})
+
+
+def one_of(data: dict[str, Any], first: str, second: str, neither: str) -> None:
+    """Refuse a body naming both ``first`` and ``second``, or neither (``neither`` says what to send)."""
+    if first in data and second in data:
+        raise ValidationError(f"Send either {first!r} or {second!r}, not both.", "_schema")
+    if first not in data and second not in data:
+        raise ValidationError(neither, "_schema")

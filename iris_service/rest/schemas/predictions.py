@@ -5,7 +5,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
-from .base import RequestSchema, ResponseSchema
+from .base import RequestSchema, ResponseSchema, one_of
 from .fields import FeatureRow, FeatureRows
 
 
@@ -58,10 +58,7 @@ class PredictRequestSchema(RequestSchema):
 
     @validates_schema
     def _one_of(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if "features" in data and "instances" in data:
-            raise ValidationError("Send either 'features' or 'instances', not both.", "_schema")
-        if "features" not in data and "instances" not in data:
-            raise ValidationError("Send 'features' (one row) or 'instances' (a batch).", "_schema")
+        one_of(data, "features", "instances", "Send 'features' (one row) or 'instances' (a batch).")
 
 
 class RowPredictionSchema(Schema):

@@ -6,7 +6,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validates_schema
 
 from ...protocols.bounds import clip
-from .base import RequestSchema, ResponseSchema
+from .base import RequestSchema, ResponseSchema, one_of
 from .fields import FeatureRows, Rows, as_validation_error, max_batch_size, named_rows, width_limit
 
 _ROW_ONE_OF = [
@@ -87,10 +87,7 @@ class V1PredictRequestSchema(RequestSchema):
 
     @validates_schema
     def _one_of(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if "instances" in data and "inputs" in data:
-            raise ValidationError("Send either 'instances' or 'inputs', not both.", "_schema")
-        if "instances" not in data and "inputs" not in data:
-            raise ValidationError("Send 'instances' (row format) or 'inputs' (columnar format).", "_schema")
+        one_of(data, "instances", "inputs", "Send 'instances' (row format) or 'inputs' (columnar format).")
 
 
 class V1PredictResponseSchema(ResponseSchema):
