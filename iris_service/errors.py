@@ -30,6 +30,8 @@ class IrisServiceError(Exception):
 
 
 class BadRequest(IrisServiceError):
+    """A request the protocol cannot read: malformed, or past a bound (400)."""
+
     status = 400
     message = "The request is not valid."
 
@@ -42,30 +44,42 @@ class InvalidInput(IrisServiceError):
 
 
 class Unauthorized(IrisServiceError):
+    """No key or token, or a wrong one; the answer says how to send it (401)."""
+
     status = 401
     message = "Missing or wrong credentials."
 
 
 class NotFound(IrisServiceError):
+    """No such route or thing; admin routes answer it when they are off (404)."""
+
     status = 404
     message = "Not found."
 
 
 class ModelNotFound(NotFound):
+    """No model (or version) of that name is configured."""
+
     message = "No such model."
 
 
 class PayloadTooLarge(IrisServiceError):
+    """A body past ``MAX_CONTENT_LENGTH``, raw or decompressed (413)."""
+
     status = 413
     message = "The request body is larger than the server accepts."
 
 
 class UnsupportedMediaType(IrisServiceError):
+    """A media type, charset or content coding no route of ours reads (415)."""
+
     status = 415
     message = "Send the body as application/json."
 
 
 class ModelNotReady(IrisServiceError):
+    """A configured model that is not loaded (yet, any more, or after a failed load): 503."""
+
     status = 503
     message = "The model is not loaded."
 
