@@ -10,6 +10,7 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -217,3 +218,24 @@ def server(iris_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture(scope="module")
 def ui_server(iris_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield from _serve_production(iris_artifact, tmp_path_factory.mktemp("clients-ui"), IRIS_SERVICE_UI_ENABLED="true")
+
+
+class MakesMarker:
+    """Unpickling this creates a directory: proof that code from the file ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.mkdir, (str(self.marker),))
+
+
+@pytest.fixture
+def artifact(iris_artifact: Path, tmp_path: Path) -> Path:
+    """A private (unsigned) copy of the trained model, free to tamper with."""
+    from iris_service.artifacts import manifest_path
+
+    target = tmp_path / "model.joblib"
+    shutil.copy(iris_artifact, target)
+    shutil.copy(manifest_path(iris_artifact), manifest_path(target))
+    return target

@@ -11,7 +11,6 @@ import copy
 import dataclasses
 import io
 import json
-import os
 import pickle
 import shutil
 import signal
@@ -24,7 +23,7 @@ import joblib
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import FEATURES, KNOWN_ROWS, create_app_for_test
+from conftest import FEATURES, KNOWN_ROWS, MakesMarker, create_app_for_test
 from sklearn.datasets import load_iris
 
 from iris_service import training
@@ -50,14 +49,6 @@ SETOSA_ROW = KNOWN_ROWS[0][0]
 OUT_OF_BOUNDS = 2**40
 
 
-class MakesMarker:
-    """Unpickling this creates a directory: proof that code from the file ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.marker),))
 
 
 @pytest.fixture(scope="module")

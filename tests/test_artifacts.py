@@ -4,13 +4,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import pickle
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import KNOWN_ROWS, create_app_for_test
+from conftest import KNOWN_ROWS, MakesMarker, create_app_for_test
 
 from iris_service.artifacts import (
     dump_joblib,
@@ -21,25 +19,6 @@ from iris_service.artifacts import (
     write_artifact,
 )
 from iris_service.errors import ArtifactError
-
-
-class MakesMarker:
-    """Unpickling this creates a directory: proof that code from the file ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.marker),))
-
-
-@pytest.fixture
-def artifact(iris_artifact: Path, tmp_path: Path) -> Path:
-    """A private copy of the trained model, free to tamper with."""
-    target = tmp_path / "model.joblib"
-    shutil.copy(iris_artifact, target)
-    shutil.copy(manifest_path(iris_artifact), manifest_path(target))
-    return target
 
 
 def test_verified_artifact_loads_with_its_manifest(artifact):

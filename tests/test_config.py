@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 
 import pytest
+from conftest import free_port, serve_args, server_env
 
 from iris_service import create_app
 from iris_service.settings import ConfigError, DevelopmentConfig, ProductionConfig, TestingConfig
@@ -295,3 +297,23 @@ def test_serve_refuses_a_json_scalar_api_keys_with_one_line(instance, iris_artif
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["Error: API_KEYS must be a list of strings or a comma-separated string, not a value of type int."]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("LOG_FORMAT", "xml", "LOG_FORMAT must be json or text, not 'xml'."),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be a logging level (DEBUG, INFO, WARNING, ERROR), not 'LOUD'."),
+        ("MODELS", "[1]", """MODELS must map names to strings (JSON {"name": "..."}), not [1]."""),
+        ("MODEL_VERSIONS", "5", """MODEL_VERSIONS must map names to strings (JSON {"name": "..."}), not 5."""),
+        ("MODEL_PATH", "5", "MODEL_PATH must be a string, not 5."),
+        ("DEFAULT_MODEL", "nope", "DEFAULT_MODEL 'nope' is not configured; configured models: iris."),
+    ],
+)
+def test_bad_model_and_log_settings_stop_serve_with_one_line(iris_artifact, tmp_path, key, value, message):
+    """Settings checked at start: one line naming the setting, a non-zero exit, never a traceback."""
+    env = {**os.environ, **server_env(iris_artifact, tmp_path, **{f"IRIS_SERVICE_{key}": value})}
+    result = subprocess.run(serve_args(free_port()), env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {message}"

@@ -18,7 +18,15 @@ import numpy as np
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import KNOWN_ROWS, create_app_for_test, free_port, run_server, serve_args, server_env
+from conftest import (
+    KNOWN_ROWS,
+    MakesMarker,
+    create_app_for_test,
+    free_port,
+    run_server,
+    serve_args,
+    server_env,
+)
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey
 
@@ -41,14 +49,6 @@ SETOSA = KNOWN_ROWS[0][0]  # [5.1, 3.5, 1.4, 0.2] -> class 0
 TOKEN = "signing-admin-token"
 
 
-class MakesMarker:
-    """Unpickling this creates a directory: proof that code from the file ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.marker),))
 
 
 # Every file this process opens while a test records them (an audit hook cannot be removed,
@@ -95,13 +95,6 @@ def trusted(keys: dict[str, Path]):
     return load_trusted_keys([keys["public"]])
 
 
-@pytest.fixture
-def artifact(iris_artifact: Path, tmp_path: Path) -> Path:
-    """A private, unsigned copy of the trained model, free to tamper with."""
-    target = tmp_path / "model.joblib"
-    shutil.copy(iris_artifact, target)
-    shutil.copy(manifest_path(iris_artifact), manifest_path(target))
-    return target
 
 
 @pytest.fixture

@@ -167,6 +167,10 @@ class DataPlane:
     def default(self) -> str | None:
         return self.registry.default
 
+    def max_features(self) -> int:
+        """The widest loaded model's feature count (0 with none): what bounds a body before its model is known."""
+        return max((m.n_features for m in self.registry.models()), default=0)
+
     def names(self) -> list[str]:
         return self.registry.names()
 

@@ -1,6 +1,7 @@
 """Every setting's type and range, checked once at start: a bad one stops start-up with one line naming it."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Any
@@ -46,6 +47,38 @@ def check_settings(settings: dict[str, Any]) -> None:
         _check_text_list(settings, key)
     _check_origins(settings)
     _check_admin_token(settings)
+    _check_models(settings)
+    _check_logging(settings)
+
+
+#: Where models come from: one path each, or a name -> text mapping.
+_PATHS = ("MODEL_PATH", "MODEL_DIR", "DEFAULT_MODEL")
+_MAPPINGS = ("MODELS", "MODEL_VERSIONS")
+
+
+def _check_models(config: dict[str, Any]) -> None:
+    """``MODEL_PATH``/``MODEL_DIR``/``DEFAULT_MODEL`` are text, ``MODELS``/``MODEL_VERSIONS`` name -> text."""
+    for key in _PATHS:
+        value = config.get(key)
+        if value is not None and not isinstance(value, str | os.PathLike):
+            raise ConfigError(f"{key} must be a string, not {value!r}.")
+    for key in _MAPPINGS:
+        value = config.get(key) or {}
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str | os.PathLike) for k, v in value.items()
+        ):
+            raise ConfigError(f"{key} must map names to strings (JSON {{\"name\": \"...\"}}), not {value!r}.")
+
+
+def _check_logging(config: dict[str, Any]) -> None:
+    """``LOG_FORMAT`` json or text, ``LOG_LEVEL`` a logging level name or number."""
+    log_format = str(config.get("LOG_FORMAT", "json")).lower()
+    if log_format not in ("json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be json or text, not {config['LOG_FORMAT']!r}.")
+    level = config.get("LOG_LEVEL", "INFO")
+    named = isinstance(level, str) and isinstance(logging.getLevelName(level.upper()), int)
+    if not named and (isinstance(level, bool) or not isinstance(level, int)):
+        raise ConfigError(f"LOG_LEVEL must be a logging level (DEBUG, INFO, WARNING, ERROR), not {level!r}.")
 
 
 def _check_trusted_keys(config: dict[str, Any]) -> None:

@@ -127,7 +127,7 @@ def max_columns() -> int | None:
     plane = _dataplane()
     if plane is None:
         return None
-    return bounds.max_columns(max((m.n_features for m in plane.registry.models()), default=0))
+    return bounds.max_columns(plane.max_features())
 
 
 def max_inputs() -> int | None:
@@ -135,7 +135,7 @@ def max_inputs() -> int | None:
     plane = _dataplane()
     if plane is None:
         return None
-    return max([m.n_features for m in plane.registry.models()] + [1])
+    return max(plane.max_features(), 1)
 
 
 def _dataplane() -> Any:
