@@ -14,7 +14,7 @@ THREADS ?= 8
 MODEL ?= instance/iris_model.joblib
 PYTEST_ARGS ?=
 
-.PHONY: run test e2e install dev train bench clean lint soak fuzz
+.PHONY: run test e2e install dev train bench clean lint soak fuzz docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -74,8 +74,16 @@ bench: $(VENV)/.installed-bench
 		echo "wrk not installed (apt-get install -y wrk): using bench/loadgen.py"
 	$(PY) -m bench $(if $(filter-out 0,$(QUICK)),--quick)
 
+# Issue 21: the documentation site (mkdocs.yml) into site/; --strict fails on a broken link or anchor.
+$(VENV)/.installed-docs: pyproject.toml | $(PY)
+	$(PIP) install -qq -e ".[docs]"
+	@touch $@
+
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check iris_service training tests bench
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache
