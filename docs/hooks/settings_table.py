@@ -38,7 +38,7 @@ def allowed_values(name: str, default: Any, root: Path) -> str:
     settings = _package("iris_service.settings", root)
     if name in checks._NUMBERS:
         _kind, low, high = checks._NUMBERS[name]
-        text = f"whole number, {low:g} to {high:g}"
+        text = f"whole number, {low:,} to {high:,}"
         return text + " or null" if name in checks._NULLABLE else text
     if name in checks._BOOLEANS:
         return "true or false"
@@ -91,7 +91,7 @@ def settings_rows(root: Path) -> list[dict[str, str]]:
         values = [defaults[env].get(name) for env in ENVIRONMENTS]
         rows.append({
             "name": name,
-            **{env: _code(value) for env, value in zip(ENVIRONMENTS, values)},
+            **{env: _code(value) for env, value in zip(ENVIRONMENTS, values, strict=True)},
             "values": allowed_values(name, values[0], root),
             "environment": environment_form(name, root),
             "meaning": descriptions.get(name, ""),
