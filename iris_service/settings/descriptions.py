@@ -12,7 +12,7 @@ DESCRIPTIONS: dict[str, str] = {
     "TESTING": "Flask's testing mode (the testing environment); the collector is not tuned when it is on.",
     "MODEL_PATH": "One artifact to serve (its `.json` manifest beside it); development defaults to "
                   "`instance/iris_model.joblib`, production has none and refuses to start without a model.",
-    "MODELS": "More models, name to artifact path: `{\"forest\": \"models/forest/model.joblib\"}`.",
+    "MODELS": "More models, name to artifact path: `{\"forest\": \"instance/forest_model.joblib\"}`.",
     "MODEL_DIR": "A registry folder of `<name>/<version>/model.*`; the newest version of each model is "
                  "served unless pinned in `MODEL_VERSIONS`.",
     "MODEL_VERSIONS": "Pins inside `MODEL_DIR`, name to version: `{\"iris\": \"2\"}`.",
