@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-#: What ``docs/index.md`` holds: the README is put in its place.
+#: What marks ``docs/index.md`` as the page the README replaces.
 PLACEHOLDER = "<!-- readme -->"
 _LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 
@@ -31,8 +31,8 @@ def readme_for_site(readme: str) -> str:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """Replace the home page's placeholder with the README."""
+    """The home page becomes the README (the rest of ``docs/index.md`` is for readers on GitHub)."""
     if PLACEHOLDER not in markdown:
         return markdown
     root = Path(config["config_file_path"]).resolve().parent
-    return markdown.replace(PLACEHOLDER, readme_for_site((root / "README.md").read_text(encoding="utf-8")))
+    return readme_for_site((root / "README.md").read_text(encoding="utf-8"))

@@ -102,7 +102,7 @@ def settings_rows(root: Path) -> list[dict[str, str]]:
 def settings_table(root: Path) -> str:
     """The rows as a Markdown table."""
     lines = [
-        "| setting | development | testing | production | values | from `IRIS_SERVICE_<SETTING>` | meaning |",
+        "| setting | development | testing | production | values | as a variable | meaning |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in settings_rows(root):
