@@ -18,6 +18,9 @@ from typing import Any
 #: Where the configuration page asks for the table.
 PLACEHOLDER = "<!-- settings-table -->"
 ENVIRONMENTS = ("development", "testing", "production")
+#: For a setting no check describes: what its default's type says (nothing for a null default).
+_BY_TYPE = {bool: "true or false", int: "whole number", float: "number", str: "string", list: "list",
+            tuple: "list", dict: "mapping"}
 
 
 def _package(name: str, root: Path) -> Any:
@@ -67,7 +70,7 @@ def allowed_values(name: str, default: Any, root: Path) -> str:
         return "string"
     if name == "ENV_NAME":
         return " or ".join(f"`{e}`" for e in ENVIRONMENTS)
-    return "true or false" if isinstance(default, bool) else type(default).__name__
+    return _BY_TYPE.get(type(default), "")
 
 
 def environment_form(name: str, root: Path) -> str:
