@@ -111,7 +111,9 @@ def _seed_venv(checkout: Path) -> None:
 
 def _user_env(port: int) -> dict[str, str]:
     """A user's shell: no settings of ours, no active virtual environment, ``PORT`` for make run."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IRIS_SERVICE_", "VIRTUAL_ENV", "PYTHON"))}
+    # Under `make test` the suite inherits make's own variables; a user's `make run` does not.
+    outer = ("IRIS_SERVICE_", "VIRTUAL_ENV", "PYTHON", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(outer)}
     return {**env, "PORT": str(port), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
