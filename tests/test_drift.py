@@ -182,7 +182,12 @@ def test_a_profile_that_does_not_add_up_refuses_the_load(iris_artifact: Path, tm
 
 def test_deciles_are_covered_by_the_signature(artifact: Path, tmp_path: Path) -> None:
     from iris_service.artifacts import load_verified
-    from iris_service.artifacts.signing import load_private_key, load_trusted_keys, sign_artifact, write_keypair
+    from iris_service.artifacts.signing import (
+        load_private_key,
+        load_trusted_keys,
+        sign_artifact,
+        write_keypair,
+    )
     from iris_service.errors import ArtifactError
 
     private, public, _ = write_keypair(tmp_path / "k.key")

@@ -76,8 +76,8 @@ def test_model_ready_gauge_follows_loads_and_unloads(iris_artifact: Path) -> Non
 
 
 def _tracker(iris_artifact: Path, window: int) -> ModelDrift:
-    from iris_service.runtime import from_artifact
     from iris_service.artifacts import load_verified
+    from iris_service.runtime import from_artifact
 
     model = from_artifact(load_verified(iris_artifact))
     profiles = read_profile(model.manifest)

@@ -83,7 +83,7 @@ def _feature(manifest: Manifest, name: str, item: Mapping[str, Any]) -> FeatureP
 
     deciles, shares = item.get("deciles"), item.get("decile_shares")
     low, high = item.get("min"), item.get("max")
-    if not _numbers(deciles, len(DECILES)) or any(b < a for a, b in zip(deciles, deciles[1:])):
+    if not _numbers(deciles, len(DECILES)) or any(b < a for a, b in zip(deciles, deciles[1:], strict=False)):
         raise bad("needs nine ascending finite deciles")
     if not _numbers([low, high], 2) or not low <= deciles[0] <= deciles[-1] <= high:
         raise bad("needs a finite min and max around its deciles")
