@@ -6,10 +6,10 @@ collector turns them into Prometheus families here. Each feature's histogram
 has that feature's training deciles as its buckets, which prometheus-client's
 ``Histogram`` (one bucket list per metric) cannot express; a collector can.
 
-Under several workers (``PROMETHEUS_MULTIPROC_DIR``) each worker has its own
-window and counts, and a scrape reaches one worker: the readiness and PSI
-gauges are then that worker's, and the histogram and out-of-range counter are
-left out, because counters that jump between workers' totals break ``rate()``.
+Under several workers (``PROMETHEUS_MULTIPROC_DIR``) a scrape reaches one
+worker, so each worker writes its drift series into prometheus-client's
+per-process files instead (``metrics_drift_files``), and this collector adds
+only readiness, the answering worker's (every worker loads the same models).
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class ScrapeSeries:
                                       labels=FEATURE_LABELS)
         for name, status in plane.status().items():
             ready.add_metric((name, status["version"] or ""), 1.0 if status["state"] == "READY" else 0.0)
-            tracker = _tracker(plane, name)
+            tracker = _tracker(plane, name) if not self._multiprocess else None
             if tracker is None:
                 continue
             snapshot = tracker.snapshot()
@@ -62,7 +62,7 @@ class ScrapeSeries:
                     psi.add_metric(labels, feature.psi)
                 values.add_metric(labels, [(_bound(le), count) for le, count in feature.buckets], feature.total)
                 outside.add_metric(labels, feature.out_of_range)
-        families = (ready, psi) if self._multiprocess else (ready, psi, values, outside)
+        families = (ready,) if self._multiprocess else (ready, psi, values, outside)
         yield from (family for family in families if family.samples)  # no HELP lines for nothing
 
 
@@ -81,3 +81,7 @@ def _bound(value: float) -> str:
 def register_scrape_series(registry: CollectorRegistry, app: Flask, multiprocess: bool) -> None:
     """Add the readiness and drift series to the registry ``/metrics`` encodes."""
     registry.register(ScrapeSeries(app, multiprocess))
+    if multiprocess:
+        from .metrics_drift_files import start_drift_files
+
+        start_drift_files(app)
