@@ -205,3 +205,13 @@ def test_psi_of_equal_shares_is_zero_and_of_known_shares_is_the_formula() -> Non
     assert psi([0.1] * 10, [0.1] * 10) == 0.0
     assert psi([0.2, 0.8], [0.5, 0.5]) == pytest.approx((0.2 - 0.5) * np.log(0.4) + (0.8 - 0.5) * np.log(1.6))
     assert psi([0.0, 1.0], [0.5, 0.5]) == pytest.approx((1e-4 - 0.5) * np.log(2e-4) + 0.5 * np.log(2))
+
+
+def test_a_reload_starts_a_fresh_window(iris_artifact: Path) -> None:
+    app = create_app_for_test({"MODEL_PATH": str(iris_artifact)})
+    client = app.test_client()
+    serve(client, drawn_like_training(150))
+    assert drift(client)["observed"] == 150
+    app.extensions["iris_service"].dataplane.load("iris")
+    serve(client, drawn_like_training(20))
+    assert (drift(client)["observed"], drift(client)["rows"]) == (20, 20)
