@@ -57,4 +57,7 @@ DESCRIPTIONS: dict[str, str] = {
     "OPENAPI_JSON_PATH": "Path of the OpenAPI document under the prefix.",
     "OPENAPI_SWAGGER_UI_PATH": "Path of the Swagger UI.",
     "OPENAPI_SWAGGER_UI_URL": "Where the Swagger UI's assets are served from (locally: `/docs` works offline).",
+    "DRIFT_ENABLED": "Track served values against the training deciles in the manifest (histograms, "
+                     "out-of-range counts, PSI per feature; `GET /models/<name>/drift`).",
+    "DRIFT_WINDOW": "Rows per model in the sliding window the PSI is computed over (100 to 1,000,000).",
 }
