@@ -110,7 +110,7 @@ def build(serve: ServeServers) -> tuple[ServerSpec, ...]:
         ours.append(ServerSpec(
             ours_name(server, workers), ours_command(server, workers, serve),
             default_scenarios if is_default else (ROW_C16, ROW_C64), env=OURS_ENV, needs_ours=True,
-            note=f"iris-service on {server}, {workers} process(es){' (the default server)' if is_default else ''}",
+            note=f"iris-service on {server}, {workers} process{'es' if workers > 1 else ''}{' (the default server)' if is_default else ''}",
         ))
         if is_default:
             ours.append(ServerSpec(
