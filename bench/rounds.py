@@ -118,7 +118,7 @@ def merge_inprocess(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     Timed once per round next to the HTTP batches rather than once per run, a
     baseline meets the same stretches of the machine as the figures it is
-    compared with (one early measurement made T3 swing by 0.15 between runs).
+    compared with (one early measurement made T3, now S4, swing by 0.15 between runs).
     """
     out: dict[str, Any] = {k: v for k, v in entries[0].items() if k not in (*INPROCESS_MEDIANS, "round")}
     out.update({k: median(e.get(k) for e in entries) for k in INPROCESS_MEDIANS})

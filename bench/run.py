@@ -188,7 +188,7 @@ def _run_server(
                     f"CPU {'-' if cpu is None else f'{cpu:,.0f}'} us/req errors {m['errors']}"
                 )
                 # Memory is read after the single-row loads, which every server runs, and
-                # again after ours' batch scenarios, which only ours runs: T7 compares
+                # again after ours' batch scenarios, which only ours runs: S8 compares
                 # like with like, and what a 10,000-row batch costs is reported apart.
                 if not scenario.is_batch:
                     out["rss_mib"], out["pss_mib"] = tree_memory_mib(server.pid)
@@ -231,7 +231,7 @@ def _run_rounds(
     round by the first server with batch scenarios (ours), just before its
     first batch: the figures they are divided by follow within seconds, where
     timing them before the server's single-row loads left half a minute of the
-    machine's drift between the two sides of T3. They too are medians over
+    machine's drift between the two sides of S4 (issue 7's T3). They too are medians over
     rounds. A round whose server failed before its batches times them after.
     """
     anchor = next((s for s in specs if any(sc.is_batch for sc in s.scenarios)), specs[0])

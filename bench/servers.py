@@ -1,7 +1,7 @@
 """Server specs and the life of one benchmarked server process.
 
 Every server runs in its own process group on a free 127.0.0.1 port, so the
-bench can measure the whole tree (gunicorn's workers too) and stop exactly
+bench can measure the whole tree (forked workers too) and stop exactly
 what it started, nothing else.
 """
 
@@ -179,7 +179,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def tree_pids(pid: int) -> list[int]:
-    """``pid`` and all its descendants (Linux /proc), so gunicorn's workers count too."""
+    """``pid`` and all its descendants (Linux /proc), so forked workers count too."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -203,7 +203,7 @@ def tree_memory_mib(pid: int) -> tuple[float, float]:
     """(RSS, PSS) of ``pid`` and all its descendants, in MiB (Linux /proc).
 
     RSS is what the targets compare; PSS is also kept because forked workers
-    (gunicorn with preload) share pages that a sum of RSS counts twice.
+    (gunicorn, granian, uvicorn --workers) share pages that a sum of RSS counts twice.
     """
     rss_kib = pss_kib = 0
     for current in tree_pids(pid):
