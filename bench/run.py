@@ -262,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         default=os.environ.get("QUICK", "") not in ("", "0"),
-        help="short runs (about 3 minutes); also QUICK=1",
+        help="one round of short loads (3-5 minutes); also QUICK=1",
     )
     parser.add_argument(
         "--threads",
