@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import mlserver
 from bench.servers import Scenario, ServerSpec
@@ -58,12 +59,27 @@ class ServeServers:
     choices: tuple[str, ...] = ()
 
 
+def describe_serve(command: Any, module: Any) -> ServeServers:
+    """What a ``serve`` click command offers: its ``--server`` default and choices.
+
+    The default is the option's own when it has one; an option defaulting to
+    None (serve then picks) is read from the module's ``DEFAULT_SERVER``, else
+    from the first of the choices, which ``serve`` lists default first. No
+    ``--server`` option at all: waitress, the only server serve had.
+    """
+    option = next((p for p in getattr(command, "params", ()) if p.name == "server"), None)
+    if option is None:
+        return ServeServers()
+    choices = tuple(str(c) for c in getattr(option.type, "choices", ()))
+    default = option.default or getattr(module, "DEFAULT_SERVER", None) or (choices[0] if choices else "waitress")
+    return ServeServers(str(default), choices)
+
+
 _PROBE = """
-import json
-from iris_service.cli.serve import serve
-option = next((p for p in serve.params if p.name == "server"), None)
-choices = list(getattr(option.type, "choices", ())) if option is not None else []
-print(json.dumps({"default": option.default if option is not None else "waitress", "choices": choices}))
+import dataclasses, json
+from bench.specs import describe_serve
+from iris_service.cli import serve
+print(json.dumps(dataclasses.asdict(describe_serve(serve.serve, serve))))
 """
 
 
@@ -99,7 +115,8 @@ def build(serve: ServeServers) -> tuple[ServerSpec, ...]:
 
     Ours' default server carries the extra scenarios (V2 row, batches); the
     payload-and-drift spec follows it immediately, so P1 compares two loads
-    seconds apart. The gRPC spec is ``serve --grpc-port`` on the default server.
+    seconds apart. The gRPC spec is ``serve --grpc-port`` with no ``--server``:
+    whichever server serve runs gRPC beside.
     """
     default = serve.default
     default_cmd = ours_command(default, 1, serve)
@@ -141,7 +158,7 @@ def build(serve: ServeServers) -> tuple[ServerSpec, ...]:
         ServerSpec("ours-rf-batching-on", default_cmd, (ROW_C64,), env={**rf_env, "IRIS_SERVICE_BATCHING": "on"},
                    needs_ours=True, note="same, IRIS_SERVICE_BATCHING=on"),
         ServerSpec("ours-grpc", (*_SERVE, "--grpc-port", "{grpc_port}"), (V2_BINARY_BATCH, GRPC_ROW_C16, GRPC_BATCH),
-                   env=OURS_ENV, needs_ours=True, note=f"iris-service serve --grpc-port ({default}), V2 over gRPC"),
+                   env=OURS_ENV, needs_ours=True, note="iris-service serve --grpc-port: V2 over gRPC beside REST"),
         ServerSpec("mlserver", ("{mlserver}", "start", "{mlserver_repository}"), (V2_ROW_C16, GRPC_ROW_C16, GRPC_BATCH),
                    env=mlserver.ENV, ready_path="/v2/models/iris/ready", needs=("mlserver",),
                    cwd="{mlserver_repository}",

@@ -214,3 +214,29 @@ def test_grpc_load_refuses_any_address_but_loopback(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "the bench only sends load to 127.0.0.1" in done.stderr
+
+
+def test_describe_serve_reads_the_default_server_however_serve_declares_it() -> None:
+    import types
+
+    import click
+
+    def command(default: str | None) -> click.Command:
+        @click.command()
+        @click.option("--server", type=click.Choice(("granian", "waitress")), default=default)
+        def serve(server: str | None) -> None:
+            """A serve with a --server option."""
+
+        return serve
+
+    no_constant = types.SimpleNamespace()
+    assert specs.describe_serve(command("waitress"), no_constant) == specs.ServeServers("waitress", ("granian", "waitress"))
+    # default=None (serve picks): the module's DEFAULT_SERVER, else the first choice, listed default first.
+    assert specs.describe_serve(command(None), types.SimpleNamespace(DEFAULT_SERVER="waitress")).default == "waitress"
+    assert specs.describe_serve(command(None), no_constant).default == "granian"
+
+    @click.command()
+    def old_serve() -> None:
+        """serve before --server existed."""
+
+    assert specs.describe_serve(old_serve, no_constant) == specs.ServeServers()
