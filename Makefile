@@ -59,9 +59,10 @@ soak: $(VENV)/.installed-dev
 fuzz: $(VENV)/.installed-dev
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -p no:cacheprovider tests/test_fuzz.py tests/test_schemathesis.py $(PYTEST_ARGS)
 
-# Issue 7: the benchmark (bench/README.md); QUICK=1 for the under-two-minutes run.
-# The bench extra (FastAPI + uvicorn for the reference app) and wrk are installed when
-# missing; without wrk (no apt-get, no root) the bench uses its own load generator.
+# Issues 7, 18-20: the benchmark (bench/README.md); QUICK=1 for the short run (one round).
+# The bench extra (FastAPI + uvicorn for the reference app, granian, the gRPC extra) and wrk are
+# installed when missing; without wrk (no apt-get, no root) the bench uses its own load generator.
+# MLServer 1.7 is installed by the bench itself, once, into bench/results/venvs/mlserver.
 QUICK ?=
 $(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-dev
 	$(PIP) install -qq -e ".[dev,bench]"
