@@ -110,7 +110,8 @@ def _grpc_server(app: Any, host: str, port: int) -> Any:
     # The app's registry, so /metrics shows the gRPC series too (none with METRICS_ENABLED off).
     registry = getattr(state.metrics, "registry", None)
     try:
-        return create_server(state.dataplane, app.config, host=host, port=port, registry=registry)
+        return create_server(state.dataplane, app.config, host=host, port=port, registry=registry,
+                             tracer=getattr(state.tracing, "tracer", None))
     except OSError as exc:
         raise click.ClickException(f"Cannot listen on {host}:{port} for gRPC: {exc}") from None
 
