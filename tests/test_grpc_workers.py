@@ -199,3 +199,16 @@ def _environ() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_serve_takes_the_same_setting(iris_artifact: Path, tmp_path: Path) -> None:
+    """IRIS_SERVICE_GRPC_PORT turns gRPC on under ``iris-service serve`` too (--grpc-port wins when given)."""
+    from conftest import serve_args
+
+    http_port, grpc_port = free_port(), free_port()
+    env = server_env(iris_artifact, tmp_path, IRIS_SERVICE_GRPC_PORT=str(grpc_port))
+    with run_server(serve_args(http_port), env, http_port, output=tmp_path / "serve.log") as (_base, proc):
+        target = f"127.0.0.1:{grpc_port}"
+        wait_serving(target, proc)
+        with grpc.insecure_channel(target) as channel:
+            assert classes_of(tpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(infer_request(), timeout=10)) == CLASSES

@@ -57,6 +57,9 @@ def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: 
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     process.prepare(app)
+    if grpc_port is None and app.config.get("GRPC_PORT"):  # IRIS_SERVICE_GRPC_PORT, as gunicorn's workers
+        _check_grpc_installed()
+        grpc_port = int(app.config["GRPC_PORT"])
     try:
         server = waitress_server.create(
             app, host=host, port=port, threads=threads, url_prefix=url_prefix,
