@@ -75,9 +75,12 @@ def test_past_the_servers_limit_calls_are_refused_at_once_and_the_rest_answered(
     with serve_grpc(forest_artifact, tmp_path, **settings) as (target, _base, output, proc):
         channels = [grpc.insecure_channel(target, options=OWN_CONNECTION) for _ in range(8)]
         try:
+            for channel in channels:  # connected first: a connection still being set up is not the point
+                grpc.channel_ready_future(channel).result(timeout=30)
             stubs = [tpb_grpc.GRPCInferenceServiceStub(channel) for channel in channels]
-            futures = [stub.ModelInfer.future(request, timeout=60) for _ in range(10) for stub in stubs]
-            codes = []
+            futures = [stub.ModelInfer.future(request, timeout=60, wait_for_ready=True)
+                       for _ in range(10) for stub in stubs]
+            codes, details = [], []
             for future in futures:
                 try:
                     answer = future.result()
@@ -85,10 +88,11 @@ def test_past_the_servers_limit_calls_are_refused_at_once_and_the_rest_answered(
                     codes.append(grpc.StatusCode.OK)
                 except grpc.RpcError as exc:
                     codes.append(exc.code())
+                    details.append(exc.details())
         finally:
             for channel in channels:
                 channel.close()
-        assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, set(codes)
+        assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, set(details)
         with grpc.insecure_channel(target, options=OWN_CONNECTION) as channel:
             answer = tpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=60)
             assert answer.model_name == "forest"
