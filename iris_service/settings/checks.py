@@ -14,9 +14,9 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "MAX_CONTENT_LENGTH": (int, 1, 2**40),
     "COMPRESS_MIN_SIZE": (int, 0, 2**40),
     "COMPRESS_LEVEL": (int, 0, 9),
-    # grpcio takes message limits as a C int.
     # Not 0 (any free port): each worker process would get a different one.
     "GRPC_PORT": (int, 1, 65535),
+    # grpcio takes message limits as a C int.
     "GRPC_MAX_MESSAGE_BYTES": (int, 1, 2**31 - 1),
     "GRPC_THREADS": (int, 1, 1024),
     "GRPC_MAX_CONCURRENT_RPCS": (int, 1, 10**6),
