@@ -57,6 +57,9 @@ def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: 
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     process.prepare(app)
+    if grpc_port is None and app.config.get("GRPC_PORT"):  # IRIS_SERVICE_GRPC_PORT, as gunicorn's workers
+        _check_grpc_installed()
+        grpc_port = int(app.config["GRPC_PORT"])
     try:
         server = waitress_server.create(
             app, host=host, port=port, threads=threads, url_prefix=url_prefix,
@@ -110,7 +113,8 @@ def _grpc_server(app: Any, host: str, port: int) -> Any:
     # The app's registry, so /metrics shows the gRPC series too (none with METRICS_ENABLED off).
     registry = getattr(state.metrics, "registry", None)
     try:
-        return create_server(state.dataplane, app.config, host=host, port=port, registry=registry)
+        return create_server(state.dataplane, app.config, host=host, port=port, registry=registry,
+                             tracer=getattr(state.tracing, "tracer", None))
     except OSError as exc:
         raise click.ClickException(f"Cannot listen on {host}:{port} for gRPC: {exc}") from None
 
