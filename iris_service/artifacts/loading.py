@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArtifactError
+from .background import check_explanation_data
 from .files import PICKLE_FORMATS, sha256_bytes
 from .formats import check_content, check_suffix
 from .manifest import Manifest, read_described
@@ -73,6 +74,7 @@ def load_verified(
     options = LoadOptions(pickle_allowed, allow_version_mismatch, tuple(skops_trusted_types), tuple(trusted_keys))
     path = Path(path)
     raw_manifest, manifest = read_described(path)
+    check_explanation_data(manifest, path.name)
     fmt = manifest.format
     loader = LOADERS.get(fmt)
     if loader is None:

@@ -17,9 +17,11 @@ from ..training.writing import SIGN_KEY_OPTION, claim, replace_stale, sign_writt
               help="Registry folder (default: the instance folder's models/).")
 @click.option("--trust", is_flag=True, help="I trust this file: loading a pickle runs code from it.")
 @click.option("--force", is_flag=True, help="Replace the version if it already holds an artifact.")
+@click.option("--background", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV of training rows (header naming the features): stores what explanations need.")
 @SIGN_KEY_OPTION
 def register(path: Path, name: str, version: str | None, model_dir: Path | None, trust: bool, force: bool,
-             sign_key: Path | None) -> None:
+             background: Path | None, sign_key: Path | None) -> None:
     """Register a joblib/pickle model trained elsewhere (for example in a notebook).
 
     The file is unpickled once, only with --trust, to read what the estimator
@@ -39,7 +41,8 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
     folder = (model_dir or instance_path() / "models") / name / (version or default_version())
     replaced = claim(folder / f"model{path.suffix.lower()}", whole_folder=True, force=force)
     try:
-        manifest, target = register_pickle(path, name=name, version=folder.name, folder=folder)
+        manifest, target = register_pickle(path, name=name, version=folder.name, folder=folder,
+                                           background=background)
         replace_stale(replaced, target)
     except Exception as exc:  # shown to the user, not a traceback
         raise click.ClickException(str(exc)) from None
