@@ -96,12 +96,14 @@ def export_onnx(name: str, model_dir: Path | None, version: str | None, sign_key
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="skip: write bad rows to <out>.rejects.csv (dask: <out>.rejects/) with the reason.")
+@click.option("--explain", is_flag=True,
+              help="Add contribution_<feature> columns: each feature's contribution to the predicted class's score.")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True)
 @click.option("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster).")
 @click.option("--env", "env", type=click.Choice(["development", "testing", "production"]), default=None,
               help=f"Config environment for the model settings (default: ${ENV_VAR} or development).")
 def predict_file(source: str, output: Path, model_name: str | None, chunk_size: int, force: bool, quiet: bool,
-                 on_error: str, engine: str, scheduler: str | None, env: str | None) -> None:
+                 on_error: str, explain: bool, engine: str, scheduler: str | None, env: str | None) -> None:
     """Score a CSV or Parquet file with the model the server would serve."""
     from ..errors import ConfigError, IrisServiceError
     from ..offline.files import score_file, score_file_dask
@@ -116,12 +118,17 @@ def predict_file(source: str, output: Path, model_name: str | None, chunk_size: 
         plane = DataPlane.start(model_sources(config), ServingSettings.from_config(config),
                                 default=config.get("DEFAULT_MODEL"))
         model = plane.model(model_name)
+        if explain:  # a model that cannot be explained fails here, before a row is read
+            from ..runtime.explain import explainer_for
+
+            explainer_for(model)
         if engine == "dask":
             report = score_file_dask(source, output, model, scheduler=scheduler, force=force, on_error=on_error,
-                                     ranges=plane.ranges)
+                                     ranges=plane.ranges, explain=explain)
         else:
             report = score_file(Path(source), output, model, chunk_size=chunk_size, force=force,
-                                on_error=on_error, progress=False if quiet else None, ranges=plane.ranges)
+                                on_error=on_error, progress=False if quiet else None, ranges=plane.ranges,
+                                explain=explain)
     except (ConfigError, IrisServiceError) as exc:
         raise click.ClickException(str(exc)) from None
     rate = report.rows / report.seconds if report.seconds else 0.0
