@@ -67,10 +67,11 @@ class LinearExplainer:
     def explain(self, x: npt.NDArray[np.float64]) -> Explanation:
         import sklearn
 
+        # Huge finite rows may overflow: the data plane refuses a non-finite answer, so no warning here.
         with sklearn.config_context(assume_finite=True), np.errstate(all="ignore"):
             t = self._transform(x)
-        scores = t @ self._coef_t + self._intercept
-        contributions = self._coef[np.newaxis, :, :] * (t - self._mean)[:, np.newaxis, :]
+            scores = t @ self._coef_t + self._intercept
+            contributions = self._coef[np.newaxis, :, :] * (t - self._mean)[:, np.newaxis, :]
         return Explanation(scores, self._baseline, contributions, self.method, self.output)
 
 
