@@ -64,12 +64,13 @@ def score_frame(
     number raises ``BatchInputError`` naming the column and the row (the
     frame's integer index + 1, so chunked readers that keep a running index
     report the row number in the whole file); ``where`` is added to the message
-    (for example "in partition 3").
+    (for example "in partition 3"). ``explain`` appends ``contribution_<feature>``
+    columns for the predicted class (``offline/explain.py``).
     """
     problems = find_problems(frame, model, limit=1, ranges=ranges)
     if problems:
         raise BatchInputError(describe(problems[0], frame, where))
-    return _scored(frame, model)
+    return _scored(frame, model, explain)
 
 
 def split_valid(
