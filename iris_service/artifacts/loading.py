@@ -74,7 +74,6 @@ def load_verified(
     options = LoadOptions(pickle_allowed, allow_version_mismatch, tuple(skops_trusted_types), tuple(trusted_keys))
     path = Path(path)
     raw_manifest, manifest = read_described(path)
-    check_explanation_data(manifest, path.name)
     fmt = manifest.format
     loader = LOADERS.get(fmt)
     if loader is None:
@@ -89,6 +88,7 @@ def load_verified(
         from .signing import verify_signature
 
         verify_signature(path, raw_manifest, manifest.sha256, options.trusted_keys)
+    check_explanation_data(manifest, path.name)  # after the signature: a forged manifest is named as such
     try:
         data = path.read_bytes()
     except OSError as exc:
