@@ -65,3 +65,22 @@ def test_explain_with_a_model_that_cannot_be_explained_fails_before_writing(tmp_
     assert result.exit_code == 1
     assert result.output.startswith("Error: Model 'knn' 1 is a KNeighborsClassifier; explanations are computed for")
     assert not out.exists()
+
+
+def test_dask_engine_writes_the_same_contributions_as_the_local_one(iris_artifact, tmp_path):
+    pytest.importorskip("distributed")
+    from iris_service.artifacts import load_verified
+    from iris_service.offline.files import score_file, score_file_dask
+    from iris_service.runtime import from_artifact
+
+    model = from_artifact(load_verified(iris_artifact))
+    source = tmp_path / "in.csv"
+    pd.DataFrame([row for row, _, _ in KNOWN_ROWS * 3], columns=list(FEATURES)).to_csv(source, index=False)
+    score_file(source, tmp_path / "local.csv", model, progress=False, explain=True)
+    score_file_dask(source, tmp_path / "dask_out", model, blocksize=64, explain=True)
+    parts = sorted((tmp_path / "dask_out").glob("part.*.csv"))
+    assert len(parts) > 1  # really partitioned
+    dask = pd.concat([pd.read_csv(part) for part in parts], ignore_index=True)
+    local = pd.read_csv(tmp_path / "local.csv")
+    assert list(dask.columns) == list(local.columns) == [*FEATURES, *OUTPUT_COLUMNS, *CONTRIBUTIONS]
+    pd.testing.assert_frame_equal(dask, local)
