@@ -202,9 +202,22 @@ def test_onnx_artifacts_are_501(tmp_path, iris_artifact):
     response = client.post("/models/onnx/explain", json={"features": ROWS[0]})
     assert response.status_code == 501
     assert response.get_json()["message"] == (
-        "Model 'onnx' 1 is served from a onnx artifact: explanations need its scikit-learn estimator "
+        "Model 'onnx' 1 is served from an onnx artifact: explanations need its scikit-learn estimator "
         "(serve the joblib or skops artifact)."
     )
+
+
+def test_skops_artifacts_are_explained_like_joblib_ones(tmp_path, iris_artifact):
+    """A skops artifact loads the scikit-learn estimator itself, so it is explained as the joblib one is."""
+    from iris_service import training
+
+    skops = tmp_path / "skops" / "model.skops"
+    training.train(skops, name="skops", version="1", fmt="skops")
+    client = serve(tmp_path, iris_artifact, skops=skops)
+    answer = client.post("/models/skops/explain", json={"features": ROWS[1]}).get_json()
+    reference = client.post("/models/iris/explain", json={"features": ROWS[1]}).get_json()
+    assert answer["method"] == "linear" and answer["label"] == "versicolor"
+    assert np.allclose(answer["contributions"], reference["contributions"], rtol=0, atol=1e-12)
 
 
 def test_without_shap_a_tree_model_is_501_naming_the_extra(tmp_path, iris_artifact, monkeypatch):

@@ -100,9 +100,10 @@ def _build(model: Any) -> Explainer:
     label = f"Model {model.name!r} {model.version}"
     estimator = getattr(model, "estimator", None)
     if estimator is None:
+        fmt = model.manifest.format
         raise NotExplainable(
-            f"{label} is served from a {model.manifest.format} artifact: explanations need its scikit-learn "
-            "estimator (serve the joblib or skops artifact)."
+            f"{label} is served from {'an' if fmt[:1] in 'aeiou' else 'a'} {fmt} artifact: explanations need its "
+            "scikit-learn estimator (serve the joblib or skops artifact)."
         )
     if not model.is_classifier:
         raise NotExplainable(f"{label} is a regressor; explanations are computed for {SUPPORTED}.")
