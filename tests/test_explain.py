@@ -308,3 +308,21 @@ def test_contributions_too_large_to_be_finite_are_refused(client):
     assert response.get_json()["message"] == (
         "Row 1: the values are too large for this model to give finite contributions."
     )
+
+
+def test_a_large_forest_explains_a_bounded_number_of_rows(tmp_path, iris_artifact, monkeypatch):
+    """TreeSHAP's cost is rows x tree nodes: past WORK_BUDGET a request is refused before the work, and named."""
+    from iris_service.runtime import explain_trees
+
+    estimator = RandomForestClassifier(n_estimators=10, random_state=0)
+    path = write_model(tmp_path / "m", estimator)
+    nodes = sum(tree.tree_.node_count for tree in estimator.estimators_)
+    monkeypatch.setattr(explain_trees, "WORK_BUDGET", 3 * nodes)
+    client = serve(tmp_path, iris_artifact, m=path)
+    assert len(explained(client, "m", X[:3])["explanations"]) == 3
+    for path, status in (("/models/m/explain", 422), ("/v1/models/m:explain", 400)):
+        refused = client.post(path, json={"instances": X[:4].tolist()})
+        assert refused.status_code == status
+        assert "At most 3 rows per explanation of model 'm' (its cost grows with its trees); got 4." in (
+            refused.get_data(as_text=True))
+    assert client.post("/models/m/predict", json={"instances": X[:4].tolist()}).status_code == 200

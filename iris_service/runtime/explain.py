@@ -46,6 +46,7 @@ class LinearExplainer:
 
     method = "linear"
     output = "decision_function"
+    max_rows = None  # a matrix product: the data plane's row limit is enough
 
     def __init__(self, scalers: list[Any], classifier: Any, means: npt.NDArray[np.float64]) -> None:
         coef = np.asarray(classifier.coef_, dtype=np.float64)

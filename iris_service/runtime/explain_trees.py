@@ -25,6 +25,9 @@ from .explanation import Explanation
 
 #: Largest allowed gap between baseline + SHAP values and the model's raw output.
 TOLERANCE = 1e-6
+#: Rows x tree nodes one request may explain: TreeSHAP costs about 0.1 µs per row per node (1,000 Iris
+#: rows of a 100-tree forest, 1,700 nodes: 0.15 s), so a request costs at most about two seconds of CPU.
+WORK_BUDGET = 20_000_000
 
 
 class TreeExplainer:
@@ -43,6 +46,9 @@ class TreeExplainer:
         self._binary = expected.shape[0] == 1
         self._baseline = np.concatenate([-expected, expected]) if self._binary else expected
         self._lock = threading.Lock()  # one shap call at a time per model: its C state is not documented as shared-safe
+        #: How many rows one request may explain (``WORK_BUDGET``): a forest's trees multiply its cost.
+        self.nodes = int(sum(len(tree.children_left) for tree in self._explainer.model.trees))
+        self.max_rows: int | None = max(1, WORK_BUDGET // max(self.nodes, 1))
 
     def reference(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """The model output that is explained, one column per class."""

@@ -32,5 +32,7 @@ class Explanation:
 class Explainer(Protocol):
     method: str
     output: str
+    #: The most rows one request may explain (None: the data plane's row limit alone).
+    max_rows: int | None
 
     def explain(self, x: npt.NDArray[np.float64]) -> Explanation: ...

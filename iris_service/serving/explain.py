@@ -2,8 +2,9 @@
 
 A request to explain is a request to predict first: the rows go through the
 protocol's decoder, the row limit and the range policy exactly as
-``DataPlane.run`` takes them, the model predicts the class the answer names,
-and ``runtime.explain`` computes the contributions. A model no explainer
+``DataPlane.run`` takes them (and a tree model's own, smaller row limit:
+TreeSHAP's cost grows with the trees), the model predicts the class the
+answer names, and ``runtime.explain`` computes the contributions. A model no explainer
 supports is refused (501) before its body is read.
 """
 from __future__ import annotations
@@ -44,6 +45,11 @@ def explain(plane: Checks, model: Model, body: Any, protocol: Protocol, *, named
     decoded = protocol.decode(body, model, plane.limits)
     x = decoded.x
     plane.check_rows(model, x, protocol.INPUT_ERROR, decoded)
+    if explainer.max_rows is not None and x.shape[0] > explainer.max_rows:
+        raise protocol.INPUT_ERROR(
+            f"At most {explainer.max_rows} rows per explanation of model {model.name!r} (its cost grows with "
+            f"its trees); got {x.shape[0]}."
+        )
     prediction = model.predict(x)
     explanation = explainer.explain(x)
     if not (np.isfinite(explanation.contributions).all() and np.isfinite(explanation.scores).all()):
