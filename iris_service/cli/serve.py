@@ -105,11 +105,12 @@ def _serve_waitress(app: Any, *, host: str, port: int, threads: int, url_prefix:
                     connection_limit: int, proxy: dict[str, Any], request_timeout: float, drain_timeout: float,
                     grpc_port: int | None) -> None:
     """waitress with its deadlines and drain, and gRPC beside it when asked."""
-    from ..servers import waitress_server
+    from ..servers import waitress_server, wsgi_layers
 
     try:
         server = waitress_server.create(
-            app, host=host, port=port, threads=threads, url_prefix=url_prefix,
+            # Our prefix layer, not waitress's url_prefix: waitress serves paths outside it too.
+            wsgi_layers.wrap(app, url_prefix=url_prefix), host=host, port=port, threads=threads,
             channel_timeout=channel_timeout, connection_limit=connection_limit,
             # Slow clients are buffered by waitress's event loop, not a worker thread; idle
             # ones are closed when it next looks (every cleanup_interval, 30 s by default),
@@ -124,7 +125,8 @@ def _serve_waitress(app: Any, *, host: str, port: int, threads: int, url_prefix:
     grpc_server = _grpc_server(app, host, grpc_port) if grpc_port is not None else None
     for bound_host, bound_port in waitress_server.listening(server):
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        click.echo(f"iris-service serving on http://{shown}:{bound_port}{server.adj.url_prefix} "
+        prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
+        click.echo(f"iris-service serving on http://{shown}:{bound_port}{prefix} "
                    f"(waitress, {threads} threads)", err=True)
     if grpc_server is None:
         waitress_server.run(server, drain_timeout=drain_timeout)
