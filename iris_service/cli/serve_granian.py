@@ -22,9 +22,10 @@ from ..servers import granian_server, wsgi_layers
 
 #: The app this process built, handed to forked workers (a spawned worker builds its own).
 _PRELOADED: dict[str, Any] = {}
-#: Blocking threads granian gets when --threads is not given: measured (see docs/design.md).
-THREADS_SINGLE = 1
-THREADS_BATCHING = 4
+#: Blocking threads granian gets when --threads is not given, BATCHING on or off. Measured
+#: (single-row /predict, 16 connections): 1 thread was never faster than 4, and one large
+#: batch or one client holding back its body stalls a one-thread worker whole; 8 raised p99.
+THREADS_GRANIAN = 4
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -54,10 +55,10 @@ def pick_threads(threads: int | None, mode: str, server: str) -> int:
     if threads is None:
         if server == "waitress":
             return 8
-        return THREADS_BATCHING if mode != "off" else THREADS_SINGLE
+        return THREADS_GRANIAN
     if threads == 1 and mode != "off":
         raise click.UsageError(f"BATCHING={mode} gathers requests in flight in one process, and --threads 1 "
-                               f"lets one in at a time: set --threads {THREADS_BATCHING} (or more) or "
+                               f"lets one in at a time: set --threads {THREADS_GRANIAN} (or more) or "
                                "IRIS_SERVICE_BATCHING=off.")
     return threads
 
