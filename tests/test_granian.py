@@ -241,3 +241,36 @@ def test_a_chunked_body_becomes_a_declared_one_read_no_further_than_the_limit() 
     _, seen = call(lambda inner: wsgi_layers.ChunkedBodyLimit(inner, 1000), HTTP_TRANSFER_ENCODING="chunked",
                    **{"wsgi.input": io.BytesIO(b"y" * 10)})
     assert seen["CONTENT_LENGTH"] == "10" and seen["wsgi.input"].read() == b"y" * 10
+
+
+def test_several_workers_without_a_metrics_folder_get_a_private_one_removed_at_exit(tmp_path) -> None:
+    """``--workers 2`` with no PROMETHEUS_MULTIPROC_DIR: serve makes one, so a scrape still sums both."""
+    code = ("import os\n"
+            "from iris_service.cli.serve_granian import prepare_metrics_dir\n"
+            "path = prepare_metrics_dir(2)\n"
+            "assert os.environ['PROMETHEUS_MULTIPROC_DIR'] == path and os.path.isdir(path)\n"
+            "print(path)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    path = Path(result.stdout.strip())
+    assert path.name.startswith("iris-metrics-") and not path.exists()
+
+
+@POSIX_ONLY
+@pytest.mark.server
+def test_two_workers_with_no_metrics_folder_still_sum_in_every_scrape(iris_artifact, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    port, output = free_port(), tmp_path / "private.log"
+    with run_server(serve_args(port, "--workers", "2"), server_env(iris_artifact, tmp_path), port,
+                    output=output) as (base, _proc):
+        for _ in range(30):  # new connections: both workers take some
+            response = requests.post(f"{base}/predict", json={"features": ROW}, timeout=30,
+                                     headers={"Connection": "close"})
+            assert response.status_code == 200
+        labels = {"endpoint": "/predict", "method": "POST", "status": "200"}
+        for _ in range(6):
+            text = requests.get(f"{base}/metrics", timeout=30, headers={"Connection": "close"}).text
+            assert sample(text, "iris_http_requests_total", **labels) == 30
+    assert "is not set" not in output.read_text(errors="replace")

@@ -66,7 +66,6 @@ def serve(server: str | None, host: str, port: int, workers: int, threads: int |
     gunicorn (gunicorn -c gunicorn.conf.py, Linux) there.
     """
     from ..errors import ConfigError
-    from ..rest.factory import create_app
     from . import process, serve_granian
 
     server = server or ("waitress" if grpc_port is not None else "granian")
@@ -81,7 +80,10 @@ def serve(server: str | None, host: str, port: int, workers: int, threads: int |
                                "(or gunicorn -w N on Linux).")
     if grpc_port is not None:
         _check_grpc_installed()
+    # Before the app (and prometheus-client) is imported: the client picks its storage then.
     serve_granian.prepare_metrics_dir(workers)
+    from ..rest.factory import create_app
+
     try:
         app = create_app(env)
     except ConfigError as exc:

@@ -69,8 +69,6 @@ def prepare_metrics_dir(workers: int) -> str | None:
     Must run before prometheus-client is imported: it picks its storage then.
     A folder made here is removed when the main process exits.
     """
-    from ..rest.middleware.metrics_multiproc import prepare
-
     path = os.environ.get(_MULTIPROC_ENV)
     if not path and workers > 1:
         if "prometheus_client" in sys.modules:  # pragma: no cover - only when embedded in a host
@@ -81,6 +79,8 @@ def prepare_metrics_dir(workers: int) -> str | None:
         main_pid = os.getpid()
         atexit.register(lambda: os.getpid() == main_pid and shutil.rmtree(path, ignore_errors=True))
     if path:
+        from ..rest.middleware.metrics_multiproc import prepare
+
         prepare(path)
     return path or None
 

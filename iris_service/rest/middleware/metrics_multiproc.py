@@ -14,14 +14,16 @@ import os
 import re
 from pathlib import Path
 
-from prometheus_client import multiprocess
-
 #: The gauges whose files describe a live process only (``multiprocess_mode="live..."``).
 _LIVE_FILE = re.compile(r"^gauge_live[a-z]*_(\d+)\.db$")
 
 
 def prepare(path: str | os.PathLike[str]) -> None:
-    """Create the folder and delete a previous run's files: call before the app is built."""
+    """Create the folder and delete a previous run's files: call before the app is built.
+
+    prometheus-client is not imported here: it picks its storage when first
+    imported, so the caller may still set ``PROMETHEUS_MULTIPROC_DIR`` after this.
+    """
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.db"):
@@ -36,6 +38,8 @@ def drop_dead(path: str | os.PathLike[str]) -> list[int]:
     """
     if os.name != "posix":
         return []
+    from prometheus_client import multiprocess
+
     dead = []
     try:
         names = os.listdir(path)
