@@ -5,8 +5,8 @@ on silence never closes it. Here such clients trickle against ``iris-service
 serve`` (waitress) and against gunicorn with our ``gunicorn.conf.py`` while a
 normal client predicts; the trickling connections must be answered 408 and closed
 after the request timeout, and nobody else may wait for them. The last part checks
-that a body declared larger than ``MAX_CONTENT_LENGTH`` is refused before it
-arrives, so it is never buffered or spooled to disk.
+that a body larger than ``MAX_CONTENT_LENGTH`` is never spooled to disk; that it is
+refused before it arrives, on every server, is in ``tests/test_server_matrix.py``.
 
 Every server is a real process on a free loopback port, stopped by its PID; every
 loop is bounded in count and time, and every socket is closed in ``finally``.
