@@ -43,5 +43,9 @@ EXPOSE 8080 8081
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health/live', timeout=4)"]
 
+# gunicorn, not granian (iris-service serve's default): our gunicorn worker receives each
+# request whole before a thread serves it, so clients that hold back a body cannot take the
+# threads, and it passed every row of tests/test_server_matrix.py; granian cannot bound a body
+# (its issue #728). `iris-service serve --server granian --workers 2` also runs in this image.
 # Exec form: gunicorn is PID 1 and gets SIGTERM directly, for a graceful stop.
 CMD ["gunicorn", "-c", "gunicorn.conf.py"]
