@@ -144,7 +144,7 @@ def resolve_config_class(config: str | type | Mapping[str, Any] | None) -> type[
         return CONFIGS[name.lower()]
     except KeyError:
         raise ConfigError(
-            f"Unknown environment {name!r}; choose one of {', '.join(CONFIGS)}."
+            f"Unknown environment {name!r} (--env, IRIS_SERVICE_ENV or ENV_NAME); choose one of {', '.join(CONFIGS)}."
         ) from None
 
 
