@@ -30,6 +30,20 @@ def claim(target: Path, *, whole_folder: bool, force: bool) -> list[Path]:
     return found
 
 
+def why_unwritable(target: Path, exc: OSError) -> str:
+    """Why ``target`` could not be written, in words: a file where a folder must be, or the system's reason.
+
+    ``mkdir`` under a file says "File exists" (or "Not a directory"), which
+    names neither the file in the way nor what to do about it.
+    """
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            break
+    return exc.strerror or str(exc)
+
+
 def replace_stale(found: list[Path], written: Path) -> None:
     """After a forced write: remove the replaced artifacts, so no older one is served."""
     from iris_service.artifacts.formats import remove_stale

@@ -94,7 +94,9 @@ def export_onnx(name: str, model_dir: Path | None, version: str | None, sign_key
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="skip: write bad rows to <out>.rejects.csv (dask: <out>.rejects/) with the reason.")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True)
-@click.option("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster).")
+@click.option("--scheduler", default=None,
+              help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster in this process); "
+                   "gives up after 5 s without a connection.")
 @click.option("--env", "env", type=click.Choice(["development", "testing", "production"]), default=None,
               help=f"Config environment for the model settings (default: ${ENV_VAR} or development).")
 def predict_file(source: str, output: Path, model_name: str | None, chunk_size: int, force: bool, quiet: bool,
@@ -103,13 +105,14 @@ def predict_file(source: str, output: Path, model_name: str | None, chunk_size: 
     from ..errors import ConfigError, IrisServiceError
     from ..offline.files import score_file, score_file_dask
     from ..serving import DataPlane, ServingSettings, model_sources
-    from ..settings import load_settings
+    from ..settings import check_model_files, load_settings
 
     if scheduler and engine != "dask":
         raise click.UsageError("--scheduler needs --engine dask.")
     try:
         # The server's models and policies, without a web app: the same settings, the same data plane.
         config = load_settings(env)
+        check_model_files(config)  # one line naming the setting and the path, before anything loads
         plane = DataPlane.start(model_sources(config), ServingSettings.from_config(config),
                                 default=config.get("DEFAULT_MODEL"))
         model = plane.model(model_name)
