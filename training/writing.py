@@ -36,12 +36,18 @@ def why_unwritable(target: Path, exc: OSError) -> str:
     ``mkdir`` under a file says "File exists" (or "Not a directory"), which
     names neither the file in the way nor what to do about it.
     """
+    blocking = file_in_the_way(target)
+    if blocking is not None:
+        return f"{blocking} is a file, not a folder"
+    return exc.strerror or str(exc)
+
+
+def file_in_the_way(target: Path) -> Path | None:
+    """The nearest existing ancestor of ``target`` when it is a file (so no folder can be made there)."""
     for parent in target.parents:
         if parent.exists():
-            if not parent.is_dir():
-                return f"{parent} is a file, not a folder"
-            break
-    return exc.strerror or str(exc)
+            return None if parent.is_dir() else parent
+    return None
 
 
 def replace_stale(found: list[Path], written: Path) -> None:

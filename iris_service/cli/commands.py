@@ -70,6 +70,12 @@ def export_onnx(name: str, model_dir: Path | None, version: str | None, sign_key
     key = signing_key(sign_key)
 
     root = model_dir or instance_path() / "models"
+    if not (root / name).is_dir():
+        known = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if root.is_dir() else []
+        where = "--model-dir" if model_dir else "the instance folder's models/; --model-dir to choose"
+        raise click.ClickException(f"No model {name!r} registered in {root.absolute()} ({where}); "
+                                   f"registered there: {', '.join(known) or 'none'}.")
     source = ModelSource(name=name, model_dir=root / name, root=root)
     try:
         manifest, target = export_artifact(source_artifact(source, version))

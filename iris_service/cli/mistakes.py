@@ -57,6 +57,17 @@ def one_line_usage(exc: click.UsageError) -> click.UsageError:
 
 def os_error(exc: OSError) -> click.ClickException:
     """A file the command could not read or write, as the system said it (no errno, no repr)."""
+    from pathlib import Path
+
+    from ..training.writing import file_in_the_way
+
+    if exc.filename and exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        target = Path(exc.filename)
+        blocking = target if target.is_file() else file_in_the_way(target)
+        if blocking == target:
+            return click.ClickException(f"Cannot write under {target}: it is a file, not a folder.")
+        if blocking is not None:
+            return click.ClickException(f"Cannot make the folder {target}: {blocking} is a file, not a folder.")
     where = f": {exc.filename}" if exc.filename else ""
     return click.ClickException(f"{exc.strerror or exc}{where}.")
 
