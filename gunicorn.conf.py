@@ -92,7 +92,11 @@ _prepare_multiproc_dir()
 
 
 def on_starting(server):
-    """Say where the workers' metrics are aggregated, or that they are not."""
+    """Say where the workers' metrics are aggregated, or that they are not; name the address listened at."""
+    from iris_service.servers.gunicorn_log import name_listeners
+
+    # With reuse_port the master binds nothing, and gunicorn's line would read "Listening at:  (pid)".
+    name_listeners(server)
     path = os.environ.get(_MULTIPROC_ENV)
     if path:
         server.log.info("Prometheus multiprocess metrics in %s", path)
