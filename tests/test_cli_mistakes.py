@@ -99,6 +99,11 @@ CASES = [
     (["train", "--seed", "abc"], 2, "Error: Invalid value for '--seed': 'abc' is not a valid integer"),
     (["train", "--out", "k.joblib", "--sign-key", "bad.key"], 1, "Error: bad.key is not a PEM (PKCS8) private key"),
     (["train", "--out", "k.joblib", "--sign-key", "nokey"], 1, "Error: The private key file nokey does not exist"),
+    (["train", "--model-dir", "registry", "--name", "a/b"], 2, "Error: --name 'a/b' must be one folder name: "
+                                                               "letters, digits, '.', '_' or '-'"),
+    (["train", "--model-dir", "registry", "--version", "../../v"], 2, "Error: --version '../../v' must be one "
+                                                                      "folder name"),
+    (["train", "--model-dir", "registry", "--name", ".hidden"], 2, "Error: --name '.hidden' must be one folder name"),
     # serve
     (["serve", "--port", "99999"], 2, "Error: Invalid value for '--port': 99999 is not in the range 0<=x<=65535"),
     (["serve", "--threads", "0"], 2, "Error: Invalid value for '--threads': 0 is not in the range 1<=x<=1024"),
@@ -119,6 +124,10 @@ CASES = [
      "Error: Not a readable joblib file: junk.joblib"),
     (["register", "folder.csv", "--name", "x", "--trust"], 2, "Error: Invalid value for 'PATH': File 'folder.csv' "
                                                               "is a directory"),
+    (["register", "model.joblib", "--name", "../outside", "--trust", "--model-dir", "registry"], 2,
+     "Error: --name '../outside' must be one folder name"),
+    (["register", "model.joblib", "--name", "x", "--version", "1/2", "--trust", "--model-dir", "registry"], 2,
+     "Error: --version '1/2' must be one folder name"),
     # export-onnx
     (["export-onnx", "nope", "--model-dir", "registry"], 1, "Error: No model 'nope' registered in {folder}/registry "
                                                             "(--model-dir); registered there: none."),
@@ -316,3 +325,11 @@ def test_a_url_prefix_with_a_query_is_a_usage_error(folder):
     assert result.returncode == 2
     assert only_error_line(result) == ("Error: --url-prefix '/api?x=1' must be a path such as /api (no spaces, ? or #) "
                                        "(see iris-service serve --help).")
+
+
+def test_register_never_writes_outside_the_model_dir(folder, tmp_path):
+    registry = tmp_path / "models"
+    result = run_cli(folder, ["register", "model.joblib", "--name", "../outside", "--version", "1", "--trust",
+                              "--model-dir", str(registry)])
+    assert result.returncode == 2
+    assert not (tmp_path / "outside").exists() and not registry.exists()

@@ -11,7 +11,15 @@ import click
 
 from iris_service.settings import default_model_path, instance_path
 
-from .writing import SIGN_KEY_OPTION, claim, replace_stale, sign_written, signing_key, why_unwritable
+from .writing import (
+    SIGN_KEY_OPTION,
+    check_folder_name,
+    claim,
+    replace_stale,
+    sign_written,
+    signing_key,
+    why_unwritable,
+)
 
 
 @click.command()
@@ -38,6 +46,8 @@ def train(out: Path | None, model_dir: Path | None, kind: str, name: str, versio
     if out is not None and model_dir is not None:
         raise click.UsageError("Give --out or --model-dir, not both.")
     if model_dir is not None:
+        check_folder_name("--name", name)
+        check_folder_name("--version", version)
         out = model_dir / name / version / f"model.{fmt}"
     elif out is None:
         out = default_model_path(instance_path()).with_suffix(f".{fmt}")

@@ -5,6 +5,7 @@ CLI package) and ``train`` (also offered as ``flask train``) use the same ones.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,21 @@ SIGN_KEY_OPTION = click.option(
     "--sign-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="Sign what is written with this private key (iris-service keygen); writes <artifact>.sig.",
 )
+
+
+#: A model name or version: one folder of the registry, usable in a URL as it is.
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_folder_name(option: str, value: str) -> None:
+    """``--name``/``--version`` become one folder under the registry, or a usage error (exit 2) says why.
+
+    ``--name ../elsewhere`` wrote outside ``--model-dir``, ``a/b`` made a name no
+    server finds, and a leading ``.`` a folder the registry skips as hidden.
+    """
+    if not _FOLDER_NAME.fullmatch(value):
+        raise click.UsageError(f"{option} {value!r} must be one folder name: letters, digits, '.', '_' or '-', "
+                               "starting with a letter or digit, at most 128 characters.")
 
 
 def claim(target: Path, *, whole_folder: bool, force: bool) -> list[Path]:

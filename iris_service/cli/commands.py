@@ -6,7 +6,14 @@ from pathlib import Path
 import click
 
 from ..settings import ENV_VAR, instance_path
-from ..training.writing import SIGN_KEY_OPTION, claim, replace_stale, sign_written, signing_key
+from ..training.writing import (
+    SIGN_KEY_OPTION,
+    check_folder_name,
+    claim,
+    replace_stale,
+    sign_written,
+    signing_key,
+)
 
 
 @click.command()
@@ -35,6 +42,9 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
         )
     from ..training import default_version
 
+    check_folder_name("--name", name)
+    if version is not None:
+        check_folder_name("--version", version)
     key = signing_key(sign_key)
     folder = (model_dir or instance_path() / "models") / name / (version or default_version())
     replaced = claim(folder / f"model{path.suffix.lower()}", whole_folder=True, force=force)
