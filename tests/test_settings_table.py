@@ -35,6 +35,8 @@ BAD = {
                                     "https://a.example,https://b.example."),
     "DEBUG": ("maybe", "DEBUG must be true or false, not 'maybe'."),
     "DEFAULT_MODEL": ("nope", "DEFAULT_MODEL 'nope' is not configured; configured models: iris."),
+    "DRIFT_ENABLED": ("yes", "DRIFT_ENABLED must be true or false, not 'yes'."),
+    "DRIFT_WINDOW": (10, "DRIFT_WINDOW must be a whole number of rows from 100 to 1,000,000, not 10."),
     "ENV_NAME": ("staging", "Unknown environment 'staging' (--env, IRIS_SERVICE_ENV or ENV_NAME); choose one of "
                             "development, testing, production."),
     "GC_THRESHOLD": ("fast", "GC_THRESHOLD must be null or one to three positive integers, not 'fast'."),
