@@ -294,38 +294,6 @@ def test_export_onnx_without_skl2onnx_names_the_onnx_extra(folder, tmp_path):
     )
 
 
-@pytest.mark.server
-def test_with_a_url_prefix_only_the_prefix_answers(iris_artifact, tmp_path):
-    """``--url-prefix /api``: the API is under /api only; a bare path is a JSON 404 that names the prefix."""
-    import requests
-    from conftest import KNOWN_ROWS, free_port, run_server, serve_args, server_env
-
-    port = free_port()
-    with run_server(serve_args(port, "--url-prefix", "api/"), server_env(iris_artifact, tmp_path), port,
-                    ready_path="/api/health/live", output=tmp_path / "server.log") as (base, _):
-        assert requests.post(f"{base}/api/predict", json={"features": KNOWN_ROWS[0][0]}, timeout=30).json()[
-            "label"] == "setosa"
-        bare = requests.post(f"{base}/predict", json={"features": KNOWN_ROWS[0][0]}, timeout=30)
-        assert bare.status_code == 404
-        assert bare.headers["Content-Type"] == "application/json"
-        assert bare.json() == {"code": 404, "status": "Not Found", "message":
-                               "No route for POST /predict: this server answers under /api/ (try /api/predict)."}
-        v2 = requests.get(f"{base}/v2/models/iris", timeout=30)
-        assert v2.status_code == 404
-        assert v2.json() == {"error": "No route for GET /v2/models/iris: this server answers under /api/ "
-                                      "(try /api/v2/models/iris)."}
-        assert requests.get(f"{base}/health/live", timeout=30).status_code == 404
-        assert requests.get(f"{base}/apiary/health/live", timeout=30).status_code == 404
-        assert requests.get(f"{base}/api/v2/models/iris", timeout=30).status_code == 200
-    assert f"serving on http://127.0.0.1:{port}/api (" in (tmp_path / "server.log").read_text()
-
-
-def test_a_url_prefix_with_a_query_is_a_usage_error(folder):
-    result = run_cli(folder, ["serve", "--url-prefix", "/api?x=1"])
-    assert result.returncode == 2
-    assert only_error_line(result) == ("Error: --url-prefix '/api?x=1' must be a path such as /api (no spaces, ? or #) "
-                                       "(see iris-service serve --help).")
-
 
 def test_register_never_writes_outside_the_model_dir(folder, tmp_path):
     registry = tmp_path / "models"

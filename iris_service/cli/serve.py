@@ -22,8 +22,7 @@ from ..settings import ENV_VAR
               help="Open connections accepted at once; more wait in the listen backlog. At the limit, "
                    "idle connections and requests still arriving after 2 s are closed to make room.")
 @click.option("--url-prefix", default="", metavar="PATH",
-              help="Answer under PATH only (e.g. /api), behind a proxy that forwards the prefix; "
-                   "other paths get a JSON 404 naming it.")
+              help="Mount the app under PATH (e.g. /api) behind a proxy that forwards the prefix.")
 @click.option("--trusted-proxy", default=None, metavar="ADDRESS",
               help="Address of the reverse proxy whose forwarding headers are believed ('*' for any).")
 @click.option("--trusted-proxy-headers", default="", metavar="NAMES",
@@ -49,10 +48,8 @@ def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: 
     from ..rest.factory import create_app
     from ..servers import waitress_server
     from . import process
-    from .prefix import mount, normalized
 
     proxy = _proxy_settings(trusted_proxy, trusted_proxy_headers)
-    url_prefix = normalized(url_prefix)
     if grpc_port is not None:
         _check_grpc_installed()
     try:
@@ -62,7 +59,7 @@ def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: 
     process.prepare(app)
     try:
         server = waitress_server.create(
-            mount(app, url_prefix), host=host, port=port, threads=threads,
+            app, host=host, port=port, threads=threads, url_prefix=url_prefix,
             channel_timeout=channel_timeout, connection_limit=connection_limit,
             # Slow clients are buffered by waitress's event loop, not a worker thread; idle
             # ones are closed when it next looks (every cleanup_interval, 30 s by default),
@@ -77,7 +74,7 @@ def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: 
     grpc_server = _grpc_server(app, host, grpc_port) if grpc_port is not None else None
     for bound_host, bound_port in waitress_server.listening(server):
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        click.echo(f"iris-service serving on http://{shown}:{bound_port}{url_prefix} "
+        click.echo(f"iris-service serving on http://{shown}:{bound_port}{server.adj.url_prefix} "
                    f"({threads} threads)", err=True)
     if grpc_server is None:
         waitress_server.run(server, drain_timeout=drain_timeout)
