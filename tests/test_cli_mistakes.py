@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from iris_service.artifacts import manifest_path
+from iris_service.artifacts import manifest_path, read_manifest
 
 CSV = "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n"
 #: What must never reach a user: Python's internals instead of a sentence.
@@ -301,3 +301,33 @@ def test_register_never_writes_outside_the_model_dir(folder, tmp_path):
                               "--model-dir", str(registry)])
     assert result.returncode == 2
     assert not (tmp_path / "outside").exists() and not registry.exists()
+
+
+def test_a_model_that_fails_to_load_is_one_line_naming_why(folder, tmp_path):
+    tampered = tmp_path / "model.joblib"
+    shutil.copy(folder / "model.joblib", tampered)
+    shutil.copy(manifest_path(folder / "model.joblib"), manifest_path(tampered))
+    tampered.write_bytes(tampered.read_bytes() + b"x")
+    result = run_cli(folder, ["predict-file", "ok.csv", "--out", "o.csv"],
+                     env=cli_env(folder, IRIS_SERVICE_MODEL_PATH=str(tampered)))
+    assert result.returncode == 1
+    line = only_error_line(result)
+    assert line.startswith("Error: Model 'iris' is not loaded: SHA-256 mismatch for model.joblib: the manifest says ")
+    assert line.endswith("the file differs. Refusing to load it.")
+
+
+def test_a_model_that_fails_beside_the_one_scored_is_a_warning(folder, tmp_path):
+    tampered = tmp_path / "other" / "model.joblib"
+    tampered.parent.mkdir()
+    shutil.copy(folder / "model.joblib", tampered)
+    shutil.copy(manifest_path(folder / "model.joblib"), manifest_path(tampered))
+    tampered.write_bytes(tampered.read_bytes() + b"x")
+    out = tmp_path / "scored.csv"
+    result = run_cli(folder, ["predict-file", "ok.csv", "--out", str(out), "--model", "iris"],
+                     env=cli_env(folder, IRIS_SERVICE_MODELS=f'{{"other": "{tampered}"}}'))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: model other failed to load: SHA-256 mismatch for model.joblib: the manifest says "
+        + read_manifest(tampered).sha256 + ", the file differs. Refusing to load it."
+    ]
+    assert out.is_file()

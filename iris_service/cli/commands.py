@@ -1,6 +1,7 @@
 """``iris-service register``, ``export-onnx`` and ``predict-file``: models and files, no server."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -122,6 +123,7 @@ def predict_file(source: str, output: Path, model_name: str | None, chunk_size: 
     from ..offline.files import score_file, score_file_dask
     from ..serving import DataPlane, ServingSettings, model_sources
     from ..settings import check_model_files, load_settings
+    from .mistakes import held_warnings
 
     if scheduler and engine != "dask":
         raise click.UsageError("--scheduler needs --engine dask.")
@@ -129,9 +131,14 @@ def predict_file(source: str, output: Path, model_name: str | None, chunk_size: 
         # The server's models and policies, without a web app: the same settings, the same data plane.
         config = load_settings(env)
         check_model_files(config)  # one line naming the setting and the path, before anything loads
-        plane = DataPlane.start(model_sources(config), ServingSettings.from_config(config),
-                                default=config.get("DEFAULT_MODEL"))
-        model = plane.model(model_name)
+        with held_warnings("iris_service") as held:
+            plane = DataPlane.start(model_sources(config), ServingSettings.from_config(config),
+                                    default=config.get("DEFAULT_MODEL"))
+        model = plane.model(model_name)  # the model to score failed to load: its reason, once
+        # Another model failed: its one summary line (the registry's and the hash's say the same).
+        failed = [record for record in held if record.levelno >= logging.ERROR]
+        for record in failed or held:
+            click.echo(f"warning: {record.getMessage()}", err=True)
         if engine == "dask":
             report = score_file_dask(source, output, model, scheduler=scheduler, force=force, on_error=on_error,
                                      ranges=plane.ranges)

@@ -9,6 +9,9 @@ here for every command, so a new command cannot forget.
 from __future__ import annotations
 
 import errno
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -70,6 +73,34 @@ def os_error(exc: OSError) -> click.ClickException:
             return click.ClickException(f"Cannot make the folder {target}: {blocking} is a file, not a folder.")
     where = f": {exc.filename}" if exc.filename else ""
     return click.ClickException(f"{exc.strerror or exc}{where}.")
+
+
+class _Hold(logging.Handler):
+    def __init__(self, held: list[logging.LogRecord]) -> None:
+        super().__init__(logging.WARNING)
+        self.held = held
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.held.append(record)
+
+
+@contextmanager
+def held_warnings(name: str) -> Iterator[list[logging.LogRecord]]:
+    """What logger ``name`` warns about meanwhile, held back: a command shows it only if it goes on.
+
+    A model that fails to load is logged by the registry and by the data plane, and
+    the command then fails with the same reason: three lines for one mistake.
+    """
+    logger = logging.getLogger(name)
+    held: list[logging.LogRecord] = []
+    handler, propagate = _Hold(held), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield held
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 class Main(click.Group):
