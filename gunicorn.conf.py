@@ -92,9 +92,13 @@ _prepare_multiproc_dir()
 
 
 def on_starting(server):
-    """Say where the workers' metrics are aggregated, or that they are not; check GRPC_PORT can be served."""
+    """Say where the workers' metrics are aggregated, or that they are not; name the address listened at;
+    check GRPC_PORT can be served."""
     from iris_service.cli.grpc_app import check_in_master
+    from iris_service.servers.gunicorn_log import name_listeners
 
+    # With reuse_port the master binds nothing, and gunicorn's line would read "Listening at:  (pid)".
+    name_listeners(server)
     check_in_master(server)
     path = os.environ.get(_MULTIPROC_ENV)
     if path:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import FEATURES, KNOWN_ROWS, create_app_for_test
+from iris_service.training import DEFAULT_SEED, TEST_SIZE
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -18,7 +19,6 @@ from iris_service.artifacts.background import BACKGROUND_ROWS, _digest
 from iris_service.artifacts.signing import load_private_key, load_trusted_keys, sign_artifact, write_keypair
 from iris_service.cli import main
 from iris_service.errors import ArtifactError
-from iris_service.training import DEFAULT_SEED, TEST_SIZE
 
 IRIS = load_iris()
 SETOSA = KNOWN_ROWS[0][0]

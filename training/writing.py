@@ -5,6 +5,7 @@ CLI package) and ``train`` (also offered as ``flask train``) use the same ones.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,21 @@ SIGN_KEY_OPTION = click.option(
 )
 
 
+#: A model name or version: one folder of the registry, usable in a URL as it is.
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_folder_name(option: str, value: str) -> None:
+    """``--name``/``--version`` become one folder under the registry, or a usage error (exit 2) says why.
+
+    ``--name ../elsewhere`` wrote outside ``--model-dir``, ``a/b`` made a name no
+    server finds, and a leading ``.`` a folder the registry skips as hidden.
+    """
+    if not _FOLDER_NAME.fullmatch(value):
+        raise click.UsageError(f"{option} {value!r} must be one folder name: letters, digits, '.', '_' or '-', "
+                               "starting with a letter or digit, at most 128 characters.")
+
+
 def claim(target: Path, *, whole_folder: bool, force: bool) -> list[Path]:
     """What writing ``target`` replaces; without ``--force`` anything at all is a one-line refusal."""
     from iris_service.artifacts.formats import occupied, occupied_message
@@ -28,6 +44,26 @@ def claim(target: Path, *, whole_folder: bool, force: bool) -> list[Path]:
     if found and not force:
         raise click.ClickException(occupied_message(target, found, whole_folder=whole_folder))
     return found
+
+
+def why_unwritable(target: Path, exc: OSError) -> str:
+    """Why ``target`` could not be written, in words: a file where a folder must be, or the system's reason.
+
+    ``mkdir`` under a file says "File exists" (or "Not a directory"), which
+    names neither the file in the way nor what to do about it.
+    """
+    blocking = file_in_the_way(target)
+    if blocking is not None:
+        return f"{blocking} is a file, not a folder"
+    return exc.strerror or str(exc)
+
+
+def file_in_the_way(target: Path) -> Path | None:
+    """The nearest existing ancestor of ``target`` when it is a file (so no folder can be made there)."""
+    for parent in target.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
 
 
 def replace_stale(found: list[Path], written: Path) -> None:

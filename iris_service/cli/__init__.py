@@ -13,12 +13,13 @@ import click
 from ..training.command import train
 from .commands import export_onnx, predict_file, register
 from .keys import keygen, sign
+from .mistakes import Main
 from .serve import serve
 
 __all__ = ["main", "run", "train"]
 
 
-@click.group()
+@click.group(cls=Main)
 @click.version_option(package_name="iris-service")
 def main() -> None:
     """Serve scikit-learn models over a validated REST API."""

@@ -1,12 +1,20 @@
 """``iris-service register``, ``export-onnx`` and ``predict-file``: models and files, no server."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 
 from ..settings import ENV_VAR, instance_path
-from ..training.writing import SIGN_KEY_OPTION, claim, replace_stale, sign_written, signing_key
+from ..training.writing import (
+    SIGN_KEY_OPTION,
+    check_folder_name,
+    claim,
+    replace_stale,
+    sign_written,
+    signing_key,
+)
 
 
 @click.command()
@@ -37,6 +45,9 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
         )
     from ..training import default_version
 
+    check_folder_name("--name", name)
+    if version is not None:
+        check_folder_name("--version", version)
     key = signing_key(sign_key)
     folder = (model_dir or instance_path() / "models") / name / (version or default_version())
     replaced = claim(folder / f"model{path.suffix.lower()}", whole_folder=True, force=force)
@@ -73,6 +84,12 @@ def export_onnx(name: str, model_dir: Path | None, version: str | None, sign_key
     key = signing_key(sign_key)
 
     root = model_dir or instance_path() / "models"
+    if not (root / name).is_dir():
+        known = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if root.is_dir() else []
+        where = "--model-dir" if model_dir else "the instance folder's models/; --model-dir to choose"
+        raise click.ClickException(f"No model {name!r} registered in {root.absolute()} ({where}); "
+                                   f"registered there: {', '.join(known) or 'none'}.")
     source = ModelSource(name=name, model_dir=root / name, root=root)
     try:
         manifest, target = export_artifact(source_artifact(source, version))
@@ -99,7 +116,9 @@ def export_onnx(name: str, model_dir: Path | None, version: str | None, sign_key
 @click.option("--explain", is_flag=True,
               help="Add contribution_<feature> columns: each feature's contribution to the predicted class's score.")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True)
-@click.option("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster).")
+@click.option("--scheduler", default=None,
+              help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster in this process); "
+                   "gives up after 5 s without a connection.")
 @click.option("--env", "env", type=click.Choice(["development", "testing", "production"]), default=None,
               help=f"Config environment for the model settings (default: ${ENV_VAR} or development).")
 def predict_file(source: str, output: Path, model_name: str | None, chunk_size: int, force: bool, quiet: bool,
@@ -108,20 +127,27 @@ def predict_file(source: str, output: Path, model_name: str | None, chunk_size: 
     from ..errors import ConfigError, IrisServiceError
     from ..offline.files import score_file, score_file_dask
     from ..serving import DataPlane, ServingSettings, model_sources
-    from ..settings import load_settings
+    from ..settings import check_model_files, load_settings
+    from .mistakes import held_warnings
 
     if scheduler and engine != "dask":
         raise click.UsageError("--scheduler needs --engine dask.")
     try:
         # The server's models and policies, without a web app: the same settings, the same data plane.
         config = load_settings(env)
-        plane = DataPlane.start(model_sources(config), ServingSettings.from_config(config),
-                                default=config.get("DEFAULT_MODEL"))
-        model = plane.model(model_name)
+        check_model_files(config)  # one line naming the setting and the path, before anything loads
+        with held_warnings("iris_service") as held:
+            plane = DataPlane.start(model_sources(config), ServingSettings.from_config(config),
+                                    default=config.get("DEFAULT_MODEL"))
+        model = plane.model(model_name)  # the model to score failed to load: its reason, once
         if explain:  # a model that cannot be explained fails here, before a row is read
             from ..runtime.explain import explainer_for
 
             explainer_for(model)
+        # Another model failed: its one summary line (the registry's and the hash's say the same).
+        failed = [record for record in held if record.levelno >= logging.ERROR]
+        for record in failed or held:
+            click.echo(f"warning: {record.getMessage()}", err=True)
         if engine == "dask":
             report = score_file_dask(source, output, model, scheduler=scheduler, force=force, on_error=on_error,
                                      ranges=plane.ranges, explain=explain)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ..training.writing import sign_written, signing_key
+from ..training.writing import file_in_the_way, sign_written, signing_key
 
 
 @click.command()
@@ -19,6 +19,9 @@ def keygen(out: Path) -> None:
     """
     from ..artifacts.signing import KeyFileError, write_keypair
 
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise click.ClickException(f"Cannot write the key pair {out}: {blocking} is a file, not a folder.")
     try:
         private, public, kid = write_keypair(out)
     except KeyFileError as exc:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..runtime import Model
 from ..serving.ranges import RangePolicy
 from .frame import score_frame, split_valid
+from .reading import check_matches, connect, guarded, unreadable
 from .staging import (
     CSV_READ,
     FileScoringError,
@@ -84,6 +85,8 @@ def score_file(
     """
     source, output = Path(source), Path(output)
     in_fmt, out_fmt = file_format(source), file_format(output)
+    if source.is_dir():
+        raise FileScoringError(f"Input {source} is a folder; give a file (--engine dask reads folders and globs).")
     if not source.is_file():
         raise FileScoringError(f"Input file {source} does not exist.")
     rejects = rejects_path(output) if on_error == "skip" else None
@@ -97,8 +100,10 @@ def score_file(
         rej_tmp = stack.enter_context(Staged(rejects)) if rejects else None
         writer = stack.enter_context(Writer(out_tmp, out_fmt))
         rej_writer = stack.enter_context(Writer(rej_tmp, "csv")) if rej_tmp else None
-        bar = stack.enter_context(ProgressBar(progress, row_count(source, in_fmt)))
-        for chunk in read_chunks(source, in_fmt, chunk_size):
+        with unreadable(source, in_fmt):
+            total = row_count(source, in_fmt)
+        bar = stack.enter_context(ProgressBar(progress, total))
+        for chunk in guarded(source, in_fmt, read_chunks(source, in_fmt, chunk_size)):
             if rej_writer is not None:
                 scored, bad = split_valid(chunk, model, ranges, explain)
                 if len(bad):
@@ -110,7 +115,9 @@ def score_file(
             rows += len(scored)
             bar.update(len(chunk))
         if writer.empty:
-            writer.write(score_frame(header_only(source, in_fmt), model, explain=explain))
+            with unreadable(source, in_fmt):
+                header = header_only(source, in_fmt)
+            writer.write(score_frame(header, model, explain=explain))
         if rej_writer is not None and rej_writer.empty:
             rej_tmp = None  # no rejects: no file
         writer.close()
@@ -171,28 +178,31 @@ def score_file_dask(
     out_fmt = FORMATS.get(output.suffix.lower(), in_fmt)
     rejects = output.with_name(output.name.split(".")[0] + ".rejects") if on_error == "skip" else None
     refuse_overwrite([output, *([rejects] if rejects else [])], force)
+    check_matches(str(source))
     started = time.perf_counter()
     with ExitStack() as stack:
         if scheduler:
-            client = stack.enter_context(Client(scheduler, set_as_default=False))
+            client = stack.enter_context(connect(scheduler))
         else:
             cluster = stack.enter_context(
                 LocalCluster(n_workers=workers, threads_per_worker=threads, processes=False,
                              dashboard_address=None, silence_logs=logging.CRITICAL)
             )
             client = stack.enter_context(Client(cluster, set_as_default=False))
-        if in_fmt == "csv":
-            frame = dd.read_csv(str(source), blocksize=blocksize, **CSV_READ)
-        else:
-            frame = dd.read_parquet(str(source))
+        with unreadable(source, in_fmt):
+            if in_fmt == "csv":
+                frame = dd.read_csv(str(source), blocksize=blocksize, **CSV_READ)
+            else:
+                frame = dd.read_parquet(str(source))
         out_tmp = stack.enter_context(StagedDir(output))
         rej_tmp = stack.enter_context(StagedDir(rejects)) if rejects else None
         # Each partition scores and writes its own part, then reports its counts:
         # one pass over the data and one small result back to the client.
-        counts = frame.map_partitions(
-            _score_part, model, out_tmp, out_fmt, rej_tmp, ranges, explain,
-            meta={"rows": "int64", "rejected": "int64"}, enforce_metadata=False,
-        ).compute(scheduler=client.get)
+        with unreadable(source, in_fmt):  # partitions are read here, by the workers
+            counts = frame.map_partitions(
+                _score_part, model, out_tmp, out_fmt, rej_tmp, ranges, explain,
+                meta={"rows": "int64", "rejected": "int64"}, enforce_metadata=False,
+            ).compute(scheduler=client.get)
         rows, rejected = int(counts["rows"].sum()), int(counts["rejected"].sum())
         commit_dir(out_tmp, output)
         if rejects is not None and rej_tmp is not None and rejected:

@@ -214,7 +214,7 @@ class Registry:
         model = slot.model
         if model is None:
             raise ModelNotReady(
-                f"Model {slot.source.name!r} is not loaded: {slot.error or 'loading'}."
+                f"Model {slot.source.name!r} is not loaded: {(slot.error or 'loading').rstrip('.')}."
             )
         if version is not None and version != model.version:
             raise ModelNotFound(

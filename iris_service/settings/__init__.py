@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import ConfigError
 from .checks import check_settings
 from .drift import check_drift
+from .paths import model_file_problem
 
 __all__ = ["CONFIGS", "Config", "ConfigError", "load_settings"]
 
@@ -151,7 +152,7 @@ def resolve_config_class(config: str | type | Mapping[str, Any] | None) -> type[
         return CONFIGS[name.lower()]
     except KeyError:
         raise ConfigError(
-            f"Unknown environment {name!r}; choose one of {', '.join(CONFIGS)}."
+            f"Unknown environment {name!r} (--env, IRIS_SERVICE_ENV or ENV_NAME); choose one of {', '.join(CONFIGS)}."
         ) from None
 
 
@@ -189,6 +190,7 @@ def load_settings(config: str | type | Mapping[str, Any] | None, instance: Path 
                 "Production needs a model: set IRIS_SERVICE_MODEL_PATH to a trained "
                 "artifact (for example: iris-service train --out models/iris/model.joblib)."
             )
+        check_model_files(settings)
         if settings.get("PICKLE_ALLOWED") and not settings["TRUSTED_KEYS"]:
             logging.getLogger("iris_service").warning(
                 "PICKLE_ALLOWED is on without TRUSTED_KEYS: whoever can write the model folder can run code "
@@ -196,6 +198,17 @@ def load_settings(config: str | type | Mapping[str, Any] | None, instance: Path 
                 "or IRIS_SERVICE_PICKLE_ALLOWED=false."
             )
     return settings
+
+
+def check_model_files(settings: Mapping[str, Any], instance: Path | None = None) -> None:
+    """Stop with one line naming the setting and the absolute path when a configured model file is missing.
+
+    Production start-up and ``predict-file`` call it: there a missing model is fatal,
+    while a development or testing server starts unready and says so on /health/ready.
+    """
+    problem = model_file_problem(settings, default_model_path(instance))
+    if problem:
+        raise ConfigError(problem)
 
 
 def vars_of(cls: type) -> dict[str, Any]:

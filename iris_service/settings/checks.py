@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import ConfigError
 
 #: Setting -> (kind, low, high): checked at start so a typo stops the service with one line.
-_NUMBERS: dict[str, tuple[type, float, float]] = {
+_NUMBERS: dict[str, tuple[type, int, int]] = {
     "MAX_BATCH_SIZE": (int, 1, 10**9),
     "MAX_CONTENT_LENGTH": (int, 1, 2**40),
     "COMPRESS_MIN_SIZE": (int, 0, 2**40),
@@ -21,11 +21,17 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "GRPC_THREADS": (int, 1, 1024),
     "GRPC_MAX_CONCURRENT_RPCS": (int, 1, 10**6),
 }
-#: Numbers that may be null: MAX_CONTENT_LENGTH (no limit), GRPC_MAX_MESSAGE_BYTES (MAX_CONTENT_LENGTH's),
-#: GRPC_PORT (no gRPC).
-_NULLABLE = frozenset({"MAX_CONTENT_LENGTH", "GRPC_MAX_MESSAGE_BYTES", "GRPC_PORT"})
-_BOOLEANS = ("PICKLE_ALLOWED", "ALLOW_VERSION_MISMATCH", "API_KEYS_PROTECT_PROBES", "API_KEYS_PROTECT_DOCS",
-             "COMPRESS_RESPONSES", "METRICS_ENABLED", "TRACING_ENABLED", "UI_ENABLED")
+#: Numbers that may be null, and what null means.
+_NULLABLE = {"MAX_CONTENT_LENGTH": "no limit", "GRPC_MAX_MESSAGE_BYTES": "MAX_CONTENT_LENGTH's",
+             "GRPC_PORT": "no gRPC"}
+#: Numbers counted in bytes: their limits are written with a unit as well.
+_BYTES = frozenset({"MAX_CONTENT_LENGTH", "COMPRESS_MIN_SIZE", "GRPC_MAX_MESSAGE_BYTES"})
+_BOOLEANS = ("DEBUG", "TESTING", "PICKLE_ALLOWED", "ALLOW_VERSION_MISMATCH", "API_KEYS_PROTECT_PROBES",
+             "API_KEYS_PROTECT_DOCS", "COMPRESS_RESPONSES", "METRICS_ENABLED", "TRACING_ENABLED", "UI_ENABLED")
+#: Text settings (flask-smorest's among them) -> whether null is allowed (null turns that page off).
+_TEXT = {"ENV_NAME": False, "API_TITLE": False, "API_VERSION": False, "OPENAPI_VERSION": False,
+         "OPENAPI_URL_PREFIX": True, "OPENAPI_JSON_PATH": False, "OPENAPI_SWAGGER_UI_PATH": True,
+         "OPENAPI_SWAGGER_UI_URL": True}
 #: Lists of text (keys, origins, type names): a list of strings, or ``"a,b"`` as the environment gives them.
 _TEXT_LISTS = ("API_KEYS", "CORS_ORIGINS", "SKOPS_TRUSTED_TYPES")
 #: Settings whose values are never repeated in an error message.
@@ -35,6 +41,28 @@ RANGE_POLICIES = ("allow", "reject")
 LOG_FORMATS = ("json", "text")
 
 
+def allowed_range(key: str) -> str:
+    """``from 1 to 1000000000``: plain integers (``1e+09`` reads like a typo), bytes with a unit too."""
+    _, low, high = _NUMBERS[key]
+    text = f"from {low} to {high}"
+    if key in _BYTES:
+        text = f"of bytes {text} ({_size(high)})"
+    if key in _NULLABLE:
+        text += f", or null for {_NULLABLE[key]}"
+    return text
+
+
+def _size(count: int) -> str:
+    """``1099511627776`` -> ``1 TiB``; ``2147483647`` -> ``2 GiB - 1 byte``: what a limit means."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        whole, rest = divmod(count + 1, size)
+        if count >= size and count % size == 0:
+            return f"{count // size} {unit}"
+        if whole and rest == 0:
+            return f"{whole} {unit} - 1 byte"
+    return f"{count} bytes"
+
+
 def check_settings(settings: dict[str, Any]) -> None:
     """Refuse a setting of the wrong type or range at start, naming it; normalise the rest."""
     for key, (kind, low, high) in _NUMBERS.items():
@@ -42,10 +70,11 @@ def check_settings(settings: dict[str, Any]) -> None:
         if value is None and key in _NULLABLE:
             continue
         if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-            raise ConfigError(f"{key} must be a whole number from {low} to {high:g}, not {value!r}.")
+            raise ConfigError(f"{key} must be a whole number {allowed_range(key)}, not {value!r}.")
     for key in _BOOLEANS:
         if key in settings and not isinstance(settings[key], bool):
             raise ConfigError(f"{key} must be true or false, not {settings[key]!r}.")
+    _check_text(settings)
     _check_input_ranges(settings)
     _check_gc_threshold(settings)
     _check_trusted_keys(settings)
@@ -55,6 +84,36 @@ def check_settings(settings: dict[str, Any]) -> None:
     _check_admin_token(settings)
     _check_models(settings)
     _check_logging(settings)
+
+
+#: What flask-smorest accepts as ``OPENAPI_VERSION``: ``3.0.3``, ``3.1.0``, ``2.0``.
+_OPENAPI_VERSION = re.compile(r"[23]\.[0-9]+(\.[0-9]+)?")
+
+
+def _check_text(config: dict[str, Any]) -> None:
+    """The environment's name, the API's title and version, the docs' paths: text (some may be null).
+
+    ``IRIS_SERVICE_API_VERSION=2`` arrives as the JSON number 2, and flask-smorest
+    would then fail on the first ``/openapi.json``; a path without its leading
+    ``/`` would serve the docs somewhere nobody looks.
+    """
+    for key, nullable in _TEXT.items():
+        value = config.get(key)
+        if value is None and nullable:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            also = " or null (off)" if nullable else ""
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            # The environment's values are JSON: a bare 2 is a number, '"2"' the text.
+            hint = f" (in the environment write it as JSON text: '\"{value}\"')" if number else ""
+            raise ConfigError(f"{key} must be a non-empty string{also}{hint}, not {value!r}.")
+    version = config.get("OPENAPI_VERSION")
+    if not _OPENAPI_VERSION.fullmatch(version):
+        raise ConfigError(f"OPENAPI_VERSION must be an OpenAPI version such as 3.0.3, not {version!r}.")
+    for key in ("OPENAPI_URL_PREFIX", "OPENAPI_SWAGGER_UI_PATH", "OPENAPI_SWAGGER_UI_URL"):
+        value = config.get(key)
+        if value is not None and not value.startswith("/") and not re.match(r"https?://", value):
+            raise ConfigError(f"{key} must be a path starting with / (or null: off), not {value!r}.")
 
 
 #: Where models come from: one path each, or a name -> text mapping.
