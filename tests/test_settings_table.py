@@ -44,6 +44,7 @@ BAD = {
     "GRPC_MAX_MESSAGE_BYTES": (2**31, "GRPC_MAX_MESSAGE_BYTES must be a whole number of bytes from 1 to "
                                       "2147483647 (2 GiB - 1 byte), or null for MAX_CONTENT_LENGTH's, "
                                       "not 2147483648."),
+    "GRPC_PORT": (0, "GRPC_PORT must be a whole number from 1 to 65535, or null for no gRPC, not 0."),
     "GRPC_THREADS": (1.5, "GRPC_THREADS must be a whole number from 1 to 1024, not 1.5."),
     "INPUT_RANGE_MARGIN": (-0.1, "INPUT_RANGE_MARGIN must be a number >= 0 (a fraction of each range), not -0.1."),
     "INPUT_RANGE_POLICY": ("clip", "INPUT_RANGE_POLICY must be 'allow' or 'reject', not 'clip'."),
