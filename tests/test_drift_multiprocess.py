@@ -27,7 +27,7 @@ _WORKER = textwrap.dedent(
     if mode == "scrape":
         print(client.get("/metrics").get_data(as_text=True))
         sys.exit(0)
-    rows = json.loads(sys.stdin.read())
+    rows = json.loads(sys.stdin.readline())
     assert client.post("/models/iris/predict", json={"instances": rows}).status_code == 200
     # The worker's writer thread publishes within a second; wait (bounded) for its own file to say so.
     own = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"histogram_{os.getpid()}.db")
@@ -41,14 +41,31 @@ _WORKER = textwrap.dedent(
         time.sleep(0.1)
     else:
         sys.exit("drift counts never reached the multiprocess files")
-    print(json.dumps(client.get("/models/iris/drift").get_json()))
+    print(json.dumps(client.get("/models/iris/drift").get_json()), flush=True)
+    sys.stdin.readline()  # stay alive until the scrape is done: a dead worker's live gauges are dropped
     """
 )
 
 
-def run_worker(artifact: Path, folder: Path, mode: str, rows: np.ndarray | None = None) -> str:
+def worker_env(folder: Path) -> dict[str, str]:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    return env
+
+
+def start_worker(artifact: Path, folder: Path, rows: np.ndarray) -> tuple[subprocess.Popen, dict]:
+    """A worker that served ``rows`` and stays alive (its drift answer read) until its stdin closes."""
+    worker = subprocess.Popen([sys.executable, "-c", _WORKER, str(artifact), "work"], env=worker_env(folder),
+                              cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    worker.stdin.write(json.dumps(rows.tolist()) + "\n")
+    worker.stdin.flush()
+    line = worker.stdout.readline()
+    assert line, "the worker exited before answering"
+    return worker, json.loads(line)
+
+
+def run_worker(artifact: Path, folder: Path, mode: str, rows: np.ndarray | None = None) -> str:
+    env = worker_env(folder)
     done = subprocess.run(
         [sys.executable, "-c", _WORKER, str(artifact), mode], env=env, cwd=ROOT, capture_output=True, text=True,
         timeout=90, input=json.dumps(rows.tolist()) if rows is not None else "",
@@ -66,8 +83,16 @@ def test_the_scrape_sums_every_workers_histogram_and_counter_and_takes_the_large
     shifted = drawn_like_training(150, seed=2)
     shifted[:, 2] += 3.0
     shifted[:3, 0] = 100.0  # three sepal lengths outside the training range
-    answers = [json.loads(run_worker(iris_artifact, folder, "work", rows)) for rows in (calm, shifted)]
-    families = {f.name: f.samples for f in text_string_to_metric_families(run_worker(iris_artifact, folder, "scrape"))}
+    started = [start_worker(iris_artifact, folder, rows) for rows in (calm, shifted)]
+    try:
+        answers = [answer for _, answer in started]
+        scraped = run_worker(iris_artifact, folder, "scrape")
+    finally:
+        for worker, _ in started:
+            worker.stdin.close()
+            worker.wait(timeout=60)
+            worker.stdout.close()
+    families = {f.name: f.samples for f in text_string_to_metric_families(scraped)}
 
     both = np.concatenate((calm, shifted))
     for j, feature in enumerate(FEATURES):

@@ -46,7 +46,7 @@ def test_batching_with_one_thread_is_refused_saying_what_to_set(mode, iris_artif
     result = invoke(["--threads", "1"], iris_artifact, tmp_path, monkeypatch, IRIS_SERVICE_BATCHING=mode)
     assert result.exit_code == 2, result.output
     assert (f"BATCHING={mode} gathers requests in flight in one process, and --threads 1 lets one in at a time: "
-            "set --threads 4 (or more) or IRIS_SERVICE_BATCHING=off.") in " ".join(result.output.split())
+            "set --threads 4 (or more) or IRIS_SERVICE_BATCHING=off") in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize(("mode", "server", "threads"), [("off", "granian", 4), ("on", "granian", 4),

@@ -190,7 +190,7 @@ def test_a_bad_grpc_port_is_refused_at_start(iris_artifact: Path, tmp_path: Path
     result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], cwd=ROOT,
                             env={**_environ(), **env}, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
-    assert f"GRPC_PORT must be a whole number from 1 to 65535, not {value if value != 'port' else repr(value)}" \
+    assert f"GRPC_PORT must be a whole number from 1 to 65535, or null for no gRPC, not {value if value != 'port' else repr(value)}" \
         in result.stderr
     assert "Booting worker" not in result.stderr and "Traceback" not in result.stderr
 

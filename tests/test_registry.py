@@ -80,8 +80,13 @@ def test_model_detail_is_the_public_manifest(client, model_dir):
     assert body["class_names"] == ["setosa", "versicolor", "virginica"]
     assert body["task"] == "classification" and body["format"] == "joblib"
     assert body["available_versions"] == ["1", "2", "10"]
-    assert body["input_schema"][0] == {"name": "sepal_length", "min": 4.3, "max": 7.9}
-    assert body["input_schema"][3] == {"name": "petal_width", "min": 0.1, "max": 2.5}
+    # Ranges, and the training deciles drift tracking compares served rows with (nine, ascending, inside them).
+    first, last = body["input_schema"][0], body["input_schema"][3]
+    assert (first["name"], first["min"], first["max"]) == ("sepal_length", 4.3, 7.9)
+    assert (last["name"], last["min"], last["max"]) == ("petal_width", 0.1, 2.5)
+    assert len(first["deciles"]) == 9 and first["deciles"] == sorted(first["deciles"])
+    assert 4.3 <= first["deciles"][0] and first["deciles"][-1] <= 7.9
+    assert abs(sum(first["decile_shares"]) - 1) < 1e-9
     assert len(body["sha256"]) == 64
     assert set(body["versions"]) >= {"scikit-learn", "numpy", "joblib", "python"}
     assert 0.9 <= body["metrics"]["accuracy"] <= 1.0

@@ -89,8 +89,12 @@ def _feature(manifest: Manifest, name: str, item: Mapping[str, Any]) -> FeatureP
     low, high = item.get("min"), item.get("max")
     if not _numbers(deciles, len(DECILES)) or any(b < a for a, b in zip(deciles, deciles[1:], strict=False)):
         raise bad("needs nine ascending finite deciles")
-    if not _numbers([low, high], 2) or not low <= deciles[0] <= deciles[-1] <= high:
-        raise bad("needs a finite min and max around its deciles")
+    # An unknown min or max (null, as the range policy allows) counts nothing as outside on that side.
+    low = -math.inf if low is None else low
+    high = math.inf if high is None else high
+    if not all(_numbers([v], 1) or v in (-math.inf, math.inf) for v in (low, high)) \
+            or not low <= deciles[0] <= deciles[-1] <= high:
+        raise bad("needs a finite (or null) min and max around its deciles")
     edges = tuple(float(v) for v in np.unique(deciles))
     if not _numbers(shares, len(edges) + 1) or min(shares) < 0 or abs(sum(shares) - 1) > _SHARE_TOLERANCE:
         raise bad(f"needs {len(edges) + 1} bin shares that add up to 1")
