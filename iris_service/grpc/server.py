@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from prometheus_client import CollectorRegistry
 
 from ..serving import DataPlane
+from ..serving.payload_log import PayloadLog, PayloadLogSettings, dropped_counter
 from .auth import AuthInterceptor, AuthSettings
 from .health import ModelHealth
 from .observe import GrpcMetrics, ObserveInterceptor
@@ -106,14 +107,23 @@ def create_server(
     host: str = "127.0.0.1",
     port: int = 0,
     registry: CollectorRegistry | None = None,
+    payload_log: PayloadLog | None = None,
 ) -> GrpcServer:
-    """Bind a gRPC server for ``plane`` on ``host:port`` (0: any free port); raises ``OSError`` if it cannot."""
+    """Bind a gRPC server for ``plane`` on ``host:port`` (0: any free port); raises ``OSError`` if it cannot.
+
+    ``payload_log``: the REST app's, so both transports share one queue and writer; without it,
+    ``PAYLOAD_LOG`` in ``config`` gets a log of its own (its drops counted in ``registry``).
+    """
     settings = GrpcSettings.from_config(config)
     metrics = GrpcMetrics(registry)
+    if payload_log is None:
+        payload_settings = PayloadLogSettings.from_config(config)
+        if payload_settings is not None:
+            payload_log = PayloadLog(payload_settings, dropped_counter(metrics.registry))
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="iris-grpc"),
         # The first is outermost: a call refused for its credentials still gets an id, a line, a count.
-        interceptors=[ObserveInterceptor(metrics, settings.log_format, settings.log_level),
+        interceptors=[ObserveInterceptor(metrics, settings.log_format, settings.log_level, payload_log),
                       AuthInterceptor(settings.auth)],
         options=settings.options(),
         # Beyond this many calls at once grpcio answers RESOURCE_EXHAUSTED instead of queueing forever.

@@ -45,6 +45,8 @@ class InferResult(NamedTuple):
     rows: int
     prediction: Prediction
     answer: Any
+    #: The decoded rows the model saw (float64, one row per input): what payload logs record.
+    x: Any = None
 
     def class_counts(self) -> list[tuple[str, int]]:
         """Rows per predicted class name; empty for regressors (and classes without names)."""
@@ -143,7 +145,7 @@ class DataPlane:
             _check_finite(prediction, protocol.INPUT_ERROR)
         with span("encode"):
             answer = protocol.encode(prediction, model, decoded)
-        return InferResult(model, rows, prediction, answer)
+        return InferResult(model, rows, prediction, answer, x)
 
     def check_rows(
         self, model: Model, x: Any, error: type[IrisServiceError] = InvalidInput, decoded: Decoded | None = None
