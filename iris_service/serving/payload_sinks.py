@@ -55,6 +55,26 @@ def rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class _Clock:
+    """``rfc3339`` with each second's text made once: formatting a datetime costs more than the record.
+
+    One per sink, so one thread uses it (only the writer thread calls a sink).
+    """
+
+    def __init__(self) -> None:
+        self._second, self._text = -1, ""
+
+    def __call__(self, t: float) -> str:
+        second = int(t)
+        micros = round((t - second) * 1e6)
+        if micros == 1_000_000:
+            second, micros = second + 1, 0
+        if second != self._second:
+            self._second = second
+            self._text = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._text}.{micros:06d}Z"
+
+
 def outputs_of(entry: Entry) -> dict[str, Any]:
     """``predictions`` (class names, or a regressor's values), and ``probabilities`` with their ``classes``."""
     prediction, names = entry.prediction, entry.model.class_names
@@ -71,11 +91,11 @@ def outputs_of(entry: Entry) -> dict[str, Any]:
     return outputs
 
 
-def record_of(entry: Entry) -> dict[str, Any]:
+def record_of(entry: Entry, clock: Any = rfc3339) -> dict[str, Any]:
     """The JSON-lines record: request id, time, model, version, inputs, outputs; never a header or key."""
     return {
         "request_id": entry.request_id,
-        "time": rfc3339(entry.time),
+        "time": clock(entry.time),
         "model": entry.model.name,
         "version": str(entry.model.version),
         "inputs": _array(entry.x),
@@ -83,9 +103,17 @@ def record_of(entry: Entry) -> dict[str, Any]:
     }
 
 
+#: From this many rows on, an array goes to orjson whole; below, ``tolist`` is cheaper than the copy.
+_NUMPY_MIN_ROWS = 64
+
+
 def _array(values: Any) -> Any:
-    """A float64 array as orjson writes it (numbers, nested lists); contiguous first, as orjson requires."""
-    return np.ascontiguousarray(values) if isinstance(values, np.ndarray) else values
+    """An array as orjson writes it (numbers, nested lists): contiguous for orjson, or a list when small."""
+    if not isinstance(values, np.ndarray):
+        return values
+    if values.ndim == 0 or values.shape[0] < _NUMPY_MIN_ROWS:
+        return values.tolist()
+    return np.ascontiguousarray(values)
 
 
 class FileSink:
@@ -103,12 +131,14 @@ class FileSink:
         self.backups = backups
         self._fd: int | None = None
         self._lock_fd: int | None = None
+        self._clock = _Clock()
 
     def write(self, entries: Sequence[Entry]) -> int:
         if not entries:
             return 0
         try:
-            lines = [orjson.dumps(record_of(e), option=_JSON_OPTIONS | orjson.OPT_APPEND_NEWLINE) for e in entries]
+            options, clock = _JSON_OPTIONS | orjson.OPT_APPEND_NEWLINE, self._clock
+            lines = [orjson.dumps(record_of(e, clock), option=options) for e in entries]
             with self._locked():
                 self._append(lines)
         except (OSError, TypeError, ValueError) as exc:
@@ -208,6 +238,7 @@ class HttpSink:
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
         self._warned = False
+        self._clock = _Clock()
 
     def write(self, entries: Sequence[Entry]) -> int:
         failed = 0
@@ -229,7 +260,7 @@ class HttpSink:
             "ce-specversion": "1.0",
             "ce-id": entry.request_id,
             "ce-source": EVENT_SOURCE,
-            "ce-time": rfc3339(entry.time),
+            "ce-time": self._clock(entry.time),
             "ce-inferenceservicename": model.name,
             "ce-namespace": "",
             "ce-component": "predictor",
