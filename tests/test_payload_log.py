@@ -63,7 +63,7 @@ def test_records_hold_id_time_model_inputs_and_outputs_for_every_protocol(make_a
     for record in records:
         assert set(record) == {"request_id", "time", "model", "version", "inputs", "outputs"}
         assert (record["model"], record["version"]) == ("iris", "1")
-        assert before <= datetime.fromisoformat(record["time"]) <= datetime.now(timezone.utc)
+        assert before <= datetime.fromisoformat(str(record["time"]).replace("Z", "+00:00")) <= datetime.now(timezone.utc)
         assert str(record["time"]).endswith("Z")
     assert records[0]["inputs"] == [ROWS[0]]
     # The answer's own numbers (one row takes the exact plain-float path, a batch numpy's).
@@ -103,6 +103,7 @@ def test_off_by_default_and_nothing_runs_before_the_first_record(make_app, tmp_p
     assert app.test_client().post("/predict", json={"features": ROWS[2]}).status_code == 200
     assert "iris-payload-log" in [t.name for t in threading.enumerate()]
     assert [r["outputs"]["predictions"] for r in flushed_lines(app, out)] == [["virginica"]]
+    assert out.stat().st_mode & 0o777 == 0o600  # what clients sent: the owner's only
 
 
 def test_the_sample_rate_logs_that_share_of_requests(make_app, tmp_path) -> None:
@@ -146,6 +147,13 @@ BAD_SETTINGS = [
     ("PAYLOAD_LOG", "/no/such/folder/p.jsonl", "PAYLOAD_LOG must be off, a file path in an existing writable "
      "folder, or an http:// or https:// URL, not '/no/such/folder/p.jsonl' (its folder does not exist or is "
      "not writable)."),
+    ("PAYLOAD_LOG", "https://user:hunter2@logs.example/in", "PAYLOAD_LOG must be off, a file path in an existing "
+     "writable folder, or an http:// or https:// URL without a user name or password (they would not be sent), "
+     "not a URL to logs.example with one."),
+    ("PAYLOAD_LOG", "http://logs.example:99999/", "PAYLOAD_LOG must be off, a file path in an existing writable "
+     "folder, or an http:// or https:// URL, not 'http://logs.example:99999/' (its port is not valid)."),
+    ("PAYLOAD_LOG", 5, "PAYLOAD_LOG must be off, a file path in an existing writable folder, or an http:// or "
+     "https:// URL, not 5."),
     ("PAYLOAD_LOG_SAMPLE", 0, "PAYLOAD_LOG_SAMPLE must be a number above 0 and at most 1 (the share of requests "
      "logged), not 0."),
     ("PAYLOAD_LOG_SAMPLE", 1.5, "PAYLOAD_LOG_SAMPLE must be a number above 0 and at most 1 (the share of "
@@ -168,6 +176,7 @@ def test_a_bad_payload_setting_is_refused_at_start_naming_it(key, value, message
     with pytest.raises(ConfigError) as caught:
         load_settings({"ENV_NAME": "testing", key: value}, tmp_path)
     assert str(caught.value) == message
+    assert "hunter2" not in message
 
 
 def test_a_folder_is_not_a_payload_log_file(tmp_path) -> None:

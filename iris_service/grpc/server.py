@@ -82,11 +82,14 @@ class GrpcSettings:
 class GrpcServer:
     """A bound grpcio server and its health service; ``stop`` drains like waitress's SIGTERM."""
 
-    def __init__(self, server: grpc.Server, port: int, health: ModelHealth, threads: int) -> None:
+    def __init__(self, server: grpc.Server, port: int, health: ModelHealth, threads: int,
+                 payload_log: PayloadLog | None = None) -> None:
         self.server = server
         self.port = port
         self.health = health
         self.threads = threads
+        #: The payload log this server made for itself (None: off, or the REST app's): close it after ``stop``.
+        self.payload_log = payload_log
 
     def start(self) -> None:
         self.server.start()
@@ -116,10 +119,11 @@ def create_server(
     """
     settings = GrpcSettings.from_config(config)
     metrics = GrpcMetrics(registry)
+    own_log = None
     if payload_log is None:
         payload_settings = PayloadLogSettings.from_config(config)
         if payload_settings is not None:
-            payload_log = PayloadLog(payload_settings, dropped_counter(metrics.registry))
+            payload_log = own_log = PayloadLog(payload_settings, dropped_counter(metrics.registry))
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="iris-grpc"),
         # The first is outermost: a call refused for its credentials still gets an id, a line, a count.
@@ -145,7 +149,7 @@ def create_server(
         raise OSError(f"cannot bind {address}: {exc}") from None
     if not bound:
         raise OSError(f"cannot bind {address}")
-    return GrpcServer(server, bound, health, settings.threads)
+    return GrpcServer(server, bound, health, settings.threads, own_log)
 
 
 def _reflection_pool() -> Any:

@@ -122,7 +122,8 @@ class FileSink:
     Worker processes (gunicorn) share one file: each batch is appended under an
     exclusive lock on ``path.lock``, and a process notices that another one
     rotated the file (its inode changed) and reopens it. ``backups`` 0 starts
-    the file again instead of keeping a rotated copy.
+    the file again instead of keeping a rotated copy. Files are created owner-only
+    (0600): they hold what clients sent.
     """
 
     def __init__(self, path: str | os.PathLike[str], max_bytes: int, backups: int) -> None:
@@ -179,13 +180,13 @@ class FileSink:
             except FileNotFoundError:
                 pass
             self._close_file()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         return self._fd
 
     def _rotate(self) -> int:
         self._close_file()
         if self.backups == 0:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o640)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o600)
             return self._fd
         for i in range(self.backups - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{i}")
@@ -200,7 +201,7 @@ class FileSink:
             yield
             return
         if self._lock_fd is None:
-            self._lock_fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o640)
+            self._lock_fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             yield

@@ -51,6 +51,10 @@ def _check_target(target: Any) -> str:
         parts = urlsplit(text)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"PAYLOAD_LOG must be {allowed}, not {text!r}.")
+        if parts.username is not None or parts.password is not None:
+            # Never echoed: the URL holds a password. http.client would not send it either.
+            raise ConfigError(f"PAYLOAD_LOG must be {allowed} without a user name or password "
+                              f"(they would not be sent), not a URL to {parts.hostname} with one.")
         try:
             parts.port  # noqa: B018 - raises on a port that is not a number in range
         except ValueError:
@@ -63,4 +67,5 @@ def _check_target(target: Any) -> str:
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"PAYLOAD_LOG must be {allowed}, not {text!r} (its folder does not exist or "
                           "is not writable).")
-    return str(path)
+    # Absolute now: a server that changes its working folder later still writes here.
+    return str(path.absolute())
