@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .payload_sinks import Entry, FileSink, HttpSink
+from .payload_records import Entry
+from .payload_sinks import FileSink, HttpSink
 
 log = logging.getLogger("iris_service.payload_log")
 

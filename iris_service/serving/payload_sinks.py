@@ -13,15 +13,12 @@ import os
 import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-import numpy as np
 import orjson
 
-from ..runtime import Model, Prediction
+from .payload_records import JSON_OPTIONS, Clock, Entry, json_array, outputs_of, record_of
 
 try:  # POSIX: several worker processes append to one file under a lock
     import fcntl
@@ -36,84 +33,6 @@ RESPONSE_EVENT = "org.kubeflow.serving.inference.response"
 EVENT_SOURCE = "urn:iris-service"
 #: Seconds an HTTP receiver has to connect and answer each event.
 HTTP_TIMEOUT = 2.0
-_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
-
-
-class Entry(NamedTuple):
-    """One answered request, as the request thread queued it: no copy, no formatting yet."""
-
-    request_id: str
-    time: float
-    model: Model
-    x: Any
-    prediction: Prediction
-    size: int
-
-
-def rfc3339(t: float) -> str:
-    """``2026-12-02T00:01:02.123456Z``: RFC 3339 in UTC, to the microsecond."""
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class _Clock:
-    """``rfc3339`` with each second's text made once: formatting a datetime costs more than the record.
-
-    One per sink, so one thread uses it (only the writer thread calls a sink).
-    """
-
-    def __init__(self) -> None:
-        self._second, self._text = -1, ""
-
-    def __call__(self, t: float) -> str:
-        second = int(t)
-        micros = round((t - second) * 1e6)
-        if micros == 1_000_000:
-            second, micros = second + 1, 0
-        if second != self._second:
-            self._second = second
-            self._text = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._text}.{micros:06d}Z"
-
-
-def outputs_of(entry: Entry) -> dict[str, Any]:
-    """``predictions`` (class names, or a regressor's values), and ``probabilities`` with their ``classes``."""
-    prediction, names = entry.prediction, entry.model.class_names
-    outputs: dict[str, Any] = {}
-    if prediction.classes is not None:
-        classes = prediction.classes.tolist()
-        outputs["predictions"] = [names[c] for c in classes] if names else classes
-    elif prediction.values is not None:
-        outputs["predictions"] = _array(prediction.values)
-    if prediction.probabilities is not None:
-        outputs["probabilities"] = _array(prediction.probabilities)
-        if names:
-            outputs["classes"] = list(names)
-    return outputs
-
-
-def record_of(entry: Entry, clock: Any = rfc3339) -> dict[str, Any]:
-    """The JSON-lines record: request id, time, model, version, inputs, outputs; never a header or key."""
-    return {
-        "request_id": entry.request_id,
-        "time": clock(entry.time),
-        "model": entry.model.name,
-        "version": str(entry.model.version),
-        "inputs": _array(entry.x),
-        "outputs": outputs_of(entry),
-    }
-
-
-#: From this many rows on, an array goes to orjson whole; below, ``tolist`` is cheaper than the copy.
-_NUMPY_MIN_ROWS = 64
-
-
-def _array(values: Any) -> Any:
-    """An array as orjson writes it (numbers, nested lists): contiguous for orjson, or a list when small."""
-    if not isinstance(values, np.ndarray):
-        return values
-    if values.ndim == 0 or values.shape[0] < _NUMPY_MIN_ROWS:
-        return values.tolist()
-    return np.ascontiguousarray(values)
 
 
 class FileSink:
@@ -132,20 +51,25 @@ class FileSink:
         self.backups = backups
         self._fd: int | None = None
         self._lock_fd: int | None = None
-        self._clock = _Clock()
+        self._clock = Clock()
+        self._failing = False
 
     def write(self, entries: Sequence[Entry]) -> int:
         if not entries:
             return 0
         try:
-            options, clock = _JSON_OPTIONS | orjson.OPT_APPEND_NEWLINE, self._clock
+            options, clock = JSON_OPTIONS | orjson.OPT_APPEND_NEWLINE, self._clock
             lines = [orjson.dumps(record_of(e, clock), option=options) for e in entries]
             with self._locked():
                 self._append(lines)
         except (OSError, TypeError, ValueError) as exc:
-            log.warning("payload log: %d records not written to %s: %s", len(entries), self.path, exc)
+            if not self._failing:  # once per outage (a full disk), not every batch
+                log.warning("payload log: records not written to %s (%s); undelivered records are counted in "
+                            "iris_payload_log_dropped_total", self.path, exc)
+            self._failing = True
             self._close_file()
             return len(entries)
+        self._failing = False
         return 0
 
     def close(self) -> None:
@@ -239,7 +163,7 @@ class HttpSink:
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
         self._warned = False
-        self._clock = _Clock()
+        self._clock = Clock()
 
     def write(self, entries: Sequence[Entry]) -> int:
         failed = 0
@@ -268,9 +192,9 @@ class HttpSink:
             "ce-endpoint": "",
             "ce-modelversion": str(model.version),
         }
-        request_body = orjson.dumps({"instances": _array(entry.x)}, option=_JSON_OPTIONS)
+        request_body = orjson.dumps({"instances": json_array(entry.x)}, option=JSON_OPTIONS)
         answer = {"model_name": model.name, "model_version": str(model.version), **outputs_of(entry)}
-        response_body = orjson.dumps(answer, option=_JSON_OPTIONS)
+        response_body = orjson.dumps(answer, option=JSON_OPTIONS)
         return ({**common, "ce-type": REQUEST_EVENT}, request_body), ({**common, "ce-type": RESPONSE_EVENT},
                                                                       response_body)
 
@@ -290,7 +214,7 @@ class HttpSink:
             if 200 <= response.status < 300:
                 return True
             problem = f"it answered {response.status}"
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # ValueError: a header http.client refuses
             self.close()
             problem = str(exc) or type(exc).__name__
         if not self._warned:  # once: a dead receiver would otherwise write a line per record
