@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -203,3 +204,42 @@ def test_serve_stops_on_a_bad_payload_setting_with_one_line(iris_artifact, tmp_p
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         "Error: PAYLOAD_LOG_SAMPLE must be a number above 0 and at most 1 (the share of requests logged), not 2."]
+
+
+def test_close_waits_for_the_queue_then_gives_up_counting_what_was_left(iris_artifact, tmp_path) -> None:
+    """The exit hook's bound: a stuck sink costs ``timeout``, its records are counted, a new writer takes over."""
+    import numpy as np
+
+    from iris_service.serving import DataPlane, InferResult, ServingSettings, model_sources
+    from iris_service.serving.payload_log import PayloadLog, PayloadLogSettings
+
+    config = load_settings({"ENV_NAME": "testing", "MODEL_PATH": str(iris_artifact)}, tmp_path)
+    plane = DataPlane.start(model_sources(config), ServingSettings.from_config(config))
+    model, x = plane.model("iris"), np.array([ROWS[0]])
+    result = InferResult(model, 1, model.predict(x), {}, x)
+    release, written, drops = threading.Event(), [], []
+
+    class StuckSink:
+        def write(self, entries):
+            assert release.wait(30)
+            written.extend(e.request_id for e in entries)
+            return 0
+
+        def close(self):
+            written.append("closed")
+
+    payloads = PayloadLog(PayloadLogSettings("unused.jsonl"), lambda reason, n: drops.append((reason, n)),
+                          sink=StuckSink)
+    payloads.record("a", result)
+    deadline = time.monotonic() + 10
+    while payloads._queue.items and time.monotonic() < deadline:  # the writer took "a" and is stuck on it
+        time.sleep(0.01)
+    payloads.record("b", result)
+    payloads.record("c", result)
+    payloads.close(timeout=0.3)
+    assert drops == [("not_flushed", 2)]
+    release.set()
+    payloads.record("d", result)  # a new writer
+    assert payloads.flush()
+    payloads.close()
+    assert sorted(written) == ["a", "closed", "closed", "d"]

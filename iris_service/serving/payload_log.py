@@ -105,6 +105,32 @@ def _ignore(reason: str, count: int) -> None:
 _STOP = object()
 
 
+class _Queue:
+    """One writer's queue: entries and markers in order, their bytes, and the writer's wake-up event.
+
+    A new writer (after a fork, or after ``close``) gets a new one, so a writer that
+    ``close`` gave up on never takes another writer's records.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: deque[Any] = deque()
+        self.bytes = 0
+        self.wake = threading.Event()
+
+    def put_marker(self, marker: Any) -> None:
+        with self.lock:
+            self.items.append(marker)
+        self.wake.set()
+
+    def take(self) -> list[Any]:
+        with self.lock:
+            items = list(self.items)
+            self.items.clear()
+            self.bytes -= sum(item.size for item in items if isinstance(item, Entry))
+        return items
+
+
 class PayloadLog:
     """The bounded queue and the writer thread of one service (REST and gRPC share it)."""
 
@@ -116,10 +142,7 @@ class PayloadLog:
         self._sample = settings.sample
         self._limit = settings.queue
         self._start_lock = threading.Lock()
-        self._lock = threading.Lock()
-        self._queue: deque[Any] = deque()
-        self._bytes = 0
-        self._wake = threading.Event()
+        self._queue = _Queue()
         self._writer: threading.Thread | None = None
         self._pid = -1
 
@@ -133,10 +156,11 @@ class PayloadLog:
         size = _nbytes(x) + _nbytes(prediction.classes) + _nbytes(prediction.probabilities) + _nbytes(
             prediction.values)
         entry = Entry(request_id, time.time(), result.model, x, prediction, size)
-        with self._lock:
-            if len(self._queue) < self._limit and self._bytes + size <= MAX_QUEUED_BYTES:
-                self._queue.append(entry)
-                self._bytes += size
+        queue = self._queue
+        with queue.lock:
+            if len(queue.items) < self._limit and queue.bytes + size <= MAX_QUEUED_BYTES:
+                queue.items.append(entry)
+                queue.bytes += size
                 return
         self._dropped(QUEUE_FULL, 1)
 
@@ -145,7 +169,7 @@ class PayloadLog:
         if not self._running():
             return True
         done = threading.Event()
-        self._put_marker(done)
+        self._queue.put_marker(done)
         return done.wait(timeout)
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
@@ -155,17 +179,15 @@ class PayloadLog:
         answered requests' records reach the sink before the process ends. A record
         made later starts a new writer.
         """
-        writer = self._writer
+        writer, queue = self._writer, self._queue
         if not self._running() or writer is None:
             return
-        self._put_marker(_STOP)
+        queue.put_marker(_STOP)
         writer.join(timeout)
         self._pid = -1
         if writer.is_alive():
-            with self._lock:
-                left = sum(1 for item in self._queue if isinstance(item, Entry))
-                self._queue.clear()
-                self._bytes = 0
+            left = sum(1 for item in queue.take() if isinstance(item, Entry))
+            queue.put_marker(_STOP)  # the stuck writer ends once its sink answers
             if left:
                 self._dropped(NOT_FLUSHED, left)
                 log.warning("payload log: %d records not delivered within %.0f s at exit", left, timeout)
@@ -176,42 +198,35 @@ class PayloadLog:
         writer = self._writer
         return self._pid == os.getpid() and writer is not None and writer.is_alive()
 
-    def _put_marker(self, marker: Any) -> None:
-        with self._lock:
-            self._queue.append(marker)
-        self._wake.set()
-
     def _start(self) -> None:
         """Start this process's writer (again after a fork: threads do not survive one)."""
         with self._start_lock:
             if self._pid == os.getpid():
                 return
-            self._lock = threading.Lock()
-            self._queue = deque()
-            self._bytes = 0
-            self._wake = threading.Event()
-            self._writer = threading.Thread(target=self._write_forever, name="iris-payload-log", daemon=True)
+            queue = self._queue = _Queue()
+            self._writer = threading.Thread(target=self._write_forever, args=(queue,), name="iris-payload-log",
+                                            daemon=True)
             self._writer.start()
             self._pid = os.getpid()
 
-    def _write_forever(self) -> None:
+    def _write_forever(self, queue: _Queue) -> None:
         sink = self._make_sink()
         try:
             while True:
-                self._wake.wait(WRITE_INTERVAL)
-                self._wake.clear()
-                if self._write_queued(sink):
+                queue.wake.wait(WRITE_INTERVAL)
+                queue.wake.clear()
+                if self._write_queued(sink, queue.take()):
                     return
         finally:
             sink.close()
 
-    def _write_queued(self, sink: Any) -> bool:
-        """Deliver what is queued, in order, answering flush markers on the way; True at the stop marker."""
-        with self._lock:
-            items = list(self._queue)
-            self._queue.clear()
-            self._bytes -= sum(item.size for item in items if isinstance(item, Entry))
+    def _write_queued(self, sink: Any, items: list[Any]) -> bool:
+        """Deliver ``items`` in order, answering flush markers on the way; True if the stop marker was among them.
+
+        Records queued behind the stop marker (by a request still finishing) are delivered too.
+        """
         batch: list[Entry] = []
+        stop = False
         for item in items:
             if isinstance(item, Entry):
                 batch.append(item)
@@ -219,10 +234,11 @@ class PayloadLog:
             self._deliver(sink, batch)
             batch = []
             if item is _STOP:
-                return True
-            item.set()
+                stop = True
+            else:
+                item.set()
         self._deliver(sink, batch)
-        return False
+        return stop
 
     def _deliver(self, sink: Any, batch: list[Entry]) -> None:
         if not batch:
