@@ -14,7 +14,7 @@ THREADS ?= 8
 MODEL ?= instance/iris_model.joblib
 PYTEST_ARGS ?=
 
-.PHONY: run test e2e install dev train bench clean lint soak fuzz
+.PHONY: run test e2e install dev train bench clean lint soak fuzz docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,9 +59,10 @@ soak: $(VENV)/.installed-dev
 fuzz: $(VENV)/.installed-dev
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -p no:cacheprovider tests/test_fuzz.py tests/test_schemathesis.py $(PYTEST_ARGS)
 
-# Issue 7: the benchmark (bench/README.md); QUICK=1 for the under-two-minutes run.
-# The bench extra (FastAPI + uvicorn for the reference app) and wrk are installed when
-# missing; without wrk (no apt-get, no root) the bench uses its own load generator.
+# Issues 7, 18-20: the benchmark (bench/README.md); QUICK=1 for the short run (one round).
+# The bench extra (FastAPI + uvicorn for the reference app, granian, the gRPC extra) and wrk are
+# installed when missing; without wrk (no apt-get, no root) the bench uses its own load generator.
+# MLServer 1.7 is installed by the bench itself, once, into bench/results/venvs/mlserver.
 QUICK ?=
 $(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-dev
 	$(PIP) install -qq -e ".[dev,bench]"
@@ -74,8 +75,16 @@ bench: $(VENV)/.installed-bench
 		echo "wrk not installed (apt-get install -y wrk): using bench/loadgen.py"
 	$(PY) -m bench $(if $(filter-out 0,$(QUICK)),--quick)
 
+# Issue 21: the documentation site (mkdocs.yml) into site/; --strict fails on a broken link or anchor.
+$(VENV)/.installed-docs: pyproject.toml | $(PY)
+	$(PIP) install -qq -e ".[docs]"
+	@touch $@
+
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check iris_service training tests bench
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache

@@ -1,7 +1,10 @@
-"""Drive load at a started server with wrk, or the bench's own generator.
+"""Drive load at a started server with wrk, or the bench's own generators.
 
-wrk is preferred: it is C, so at concurrency 64 it measures the server and
-not the load generator. Both print the same BENCH_JSON summary line.
+wrk is preferred for HTTP: it is C, so at concurrency 64 it measures the
+server and not the load generator. gRPC loads go through bench/grpcload.py.
+All print the same BENCH_JSON summary line. A body file may have a
+``<name>.headers.json`` beside it: the request headers it needs (the binary
+V2 body's content type and ``Inference-Header-Content-Length``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 LUA_SCRIPT = BENCH_DIR / "predict.lua"
 REQUEST_TIMEOUT_S = 30
 MARKER = "BENCH_JSON "
+#: gRPC client processes: the callers are shared out over them (bench/grpcload.py).
+GRPC_CLIENT_PROCESSES = 2
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,40 @@ def default_tool() -> str:
     return "wrk" if shutil.which("wrk") else "python"
 
 
+def headers_file(body_file: Path) -> Path:
+    """Where the extra request headers of ``body_file`` are kept, if it needs any."""
+    return body_file.with_name(body_file.stem + ".headers.json")
+
+
+def body_headers(body_file: Path) -> dict[str, str]:
+    """The extra request headers ``body_file`` is sent with; none for a JSON body."""
+    extra = headers_file(body_file)
+    return json.loads(extra.read_text()) if extra.exists() else {}
+
+
 def _command(
     tool: str, port: int, path: str, body_file: Path, connections: int, duration_s: int
 ) -> tuple[list[str], dict[str, str]]:
+    if tool == "grpc":
+        return (
+            [
+                sys.executable,
+                "-m",
+                "bench.grpcload",
+                "--port",
+                str(port),
+                "--body-file",
+                str(body_file),
+                "--concurrency",
+                str(connections),
+                "--processes",
+                str(GRPC_CLIENT_PROCESSES),
+                "--duration",
+                str(duration_s),
+            ],
+            {},
+        )
+    extra = body_headers(body_file)
     if tool == "wrk":
         return (
             [
@@ -64,7 +100,8 @@ def _command(
                 str(LUA_SCRIPT),
                 f"http://127.0.0.1:{port}{path}",
             ],
-            {"BENCH_BODY_FILE": str(body_file)},
+            # predict.lua has no JSON parser: one "Name: value" per line.
+            {"BENCH_BODY_FILE": str(body_file), "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in extra.items())},
         )
     return (
         [
@@ -81,6 +118,8 @@ def _command(
             str(connections),
             "--duration",
             str(duration_s),
+            "--headers",
+            json.dumps(extra),
         ],
         {},
     )
@@ -98,7 +137,7 @@ def run_load(
     cwd: Path,
     path: str = "/predict",
 ) -> Measurement:
-    """Load ``path`` on 127.0.0.1:``port`` for ``duration_s`` seconds."""
+    """Load ``path`` on 127.0.0.1:``port`` for ``duration_s`` seconds (``tool`` grpc: ModelInfer)."""
     command, extra_env = _command(tool, port, path, body_file, connections, duration_s)
     done = subprocess.run(
         command,

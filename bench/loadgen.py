@@ -29,8 +29,11 @@ class _Tally:
     socket_errors: int = 0
 
 
-def _worker(host: str, port: int, path: str, body: bytes, stop_at: float, budget: int, tally: _Tally) -> None:
-    headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
+def _worker(
+    host: str, port: int, path: str, body: bytes, stop_at: float, budget: int, tally: _Tally,
+    extra_headers: dict[str, str],
+) -> None:
+    headers = {"Content-Type": "application/json", "Connection": "keep-alive", **extra_headers}
     conn: http.client.HTTPConnection | None = None
     for _ in range(budget):
         if time.monotonic() >= stop_at:
@@ -58,14 +61,16 @@ def _worker(host: str, port: int, path: str, body: bytes, stop_at: float, budget
 
 
 def run(
-    host: str, port: int, path: str, body: bytes, connections: int, duration_s: float
+    host: str, port: int, path: str, body: bytes, connections: int, duration_s: float,
+    extra_headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Load ``path`` for ``duration_s`` seconds and summarise like predict.lua."""
     tallies = [_Tally() for _ in range(connections)]
     stop_at = time.monotonic() + duration_s
     budget = MAX_REQUESTS // connections
     threads = [
-        threading.Thread(target=_worker, args=(host, port, path, body, stop_at, budget, t), daemon=True)
+        threading.Thread(target=_worker, args=(host, port, path, body, stop_at, budget, t, extra_headers or {}),
+                         daemon=True)
         for t in tallies
     ]
     start = time.perf_counter()
@@ -103,11 +108,13 @@ def main() -> None:
     parser.add_argument("--body-file", type=Path, required=True)
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--headers", default="{}", help="extra request headers, a JSON object")
     args = parser.parse_args()
     if args.host != "127.0.0.1":
         parser.error("the bench only sends load to 127.0.0.1")
     summary = run(
-        args.host, args.port, args.path, args.body_file.read_bytes(), args.connections, args.duration
+        args.host, args.port, args.path, args.body_file.read_bytes(), args.connections, args.duration,
+        json.loads(args.headers),
     )
     print("BENCH_JSON " + json.dumps(summary), flush=True)
 

@@ -1,6 +1,7 @@
--- wrk script for the bench: POST the body in $BENCH_BODY_FILE as JSON,
--- count non-2xx answers per thread, and print one BENCH_JSON line at the end
--- with wrk's own latency distribution (microseconds).
+-- wrk script for the bench: POST the body in $BENCH_BODY_FILE as JSON (or with
+-- the headers in $BENCH_HEADERS, one "Name: value" a line, which may override the
+-- content type), count non-2xx answers per thread, and print one BENCH_JSON line
+-- at the end with wrk's own latency distribution (microseconds).
 
 local path = os.getenv("BENCH_BODY_FILE")
 local file = assert(io.open(path, "rb"), "cannot open BENCH_BODY_FILE")
@@ -8,6 +9,9 @@ wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = "application/json"
+for name, value in string.gmatch(os.getenv("BENCH_HEADERS") or "", "([^:\n]+):%s*([^\n]*)") do
+   wrk.headers[name] = value
+end
 
 local threads = {}
 

@@ -56,7 +56,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         )
         for scenario, m in server.get("scenarios", {}).items():
             if "error" in m:
-                runs.append([name, scenario, "-", "-", "-", "-", "-", "-", "-", f"failed: {m['error']}"])
+                runs.append([name, scenario, "-", "-", "-", "-", "-", "-", "-", "-", f"failed: {m['error']}"])
                 continue
             runs.append(
                 [
@@ -64,6 +64,7 @@ def markdown(results: Mapping[str, Any]) -> str:
                     scenario,
                     str(m["connections"]),
                     str(m["rows_per_request"]),
+                    by_round(m),
                     _num(m["requests_per_s"]),
                     _num(m["rows_per_s"]),
                     _num(m["p50_ms"], 2),
@@ -72,7 +73,7 @@ def markdown(results: Mapping[str, Any]) -> str:
                     str(m["errors"]),
                 ]
             )
-    load = ["server", "scenario", "conc", "rows/req", "req/s", "rows/s", "p50 ms", "p99 ms"]
+    load = ["server", "scenario", "conc", "rows/req", "req/s by round", "req/s", "rows/s", "p50 ms", "p99 ms"]
     out += _table([*load, "CPU us/req", "errors"], runs)
     out += ["", *_table(["server", "what", "status", "start-up s", "RSS MiB", "PSS MiB", "RSS after batches MiB"], servers)]
     inproc = results.get("inprocess") or {}
@@ -83,8 +84,11 @@ def markdown(results: Mapping[str, Any]) -> str:
             f"tutorial per-row loop {_num(inproc['per_row_loop_rows_per_s'])} rows/s; "
             f"floor for a {inproc['floor_rows']:,}-row batch (orjson + asarray + predict_proba + orjson, "
             f"{inproc['floor_model']}) {_num(inproc['floor_rows_per_s'])} rows/s on the `instances` body, "
-            f"{_num(inproc.get('floor_v2_rows_per_s'))} rows/s on the V2 tensor body.",
+            f"{_num(inproc.get('floor_v2_rows_per_s'))} rows/s on the V2 tensor body. "
+            f"One /predict row through the WSGI callable: ours (production config) "
+            f"{_num(inproc.get('wsgi_ours_us'), 1)} us, the Flask constant floor {_num(inproc.get('wsgi_floor_us'), 1)} us.",
         ]
+    out += notes(results)
     targets = [
         [
             t["target"],
@@ -101,6 +105,27 @@ def markdown(results: Mapping[str, Any]) -> str:
     header = ["target", "comparison", "value", "baseline", "ratio", "goal", "status", "each round (met)"]
     out += ["", *_table(header, targets)]
     return "\n".join(out) + "\n"
+
+
+def by_round(m: Mapping[str, Any]) -> str:
+    """``1,200 / 1,350 / 1,100``: the load's req/s in each round (the median is the next column)."""
+    values = [r.get("requests_per_s") for r in m.get("rounds") or ()]
+    return " / ".join(_num(v) for v in values) if values else "-"
+
+
+def notes(results: Mapping[str, Any]) -> list[str]:
+    """One line per server that was skipped or ignored its settings, so no reader takes n/a for a miss."""
+    lines = []
+    for name, server in results["servers"].items():
+        if server.get("status") == "skipped":
+            lines.append(f"- {name} skipped: {server.get('reason') or 'not selected'}")
+        if server.get("settings_applied") is False:
+            statuses = sorted({str(r.get("probe_status")) for r in server.get("rounds") or ()})
+            lines.append(
+                f"- {name}: GET of its probe answered {'/'.join(statuses)}: the server ignores the settings "
+                "passed (not merged yet?), so its figures are those of the settings off"
+            )
+    return ["", "Notes:", *lines] if lines else []
 
 
 def _per_round(target: Mapping[str, Any]) -> str:

@@ -32,7 +32,15 @@ SCENARIO_SETTINGS = ("tool", "connections", "rows_per_request")
 #: Per-server figures reported as the median over rounds.
 SERVER_MEDIANS = ("startup_s", "rss_mib", "pss_mib", "rss_after_batches_mib", "pss_after_batches_mib")
 #: In-process baselines reported as the median over rounds.
-INPROCESS_MEDIANS = ("per_row_loop_rows_per_s", "floor_rows_per_s", "floor_v2_rows_per_s")
+INPROCESS_MEDIANS = (
+    "per_row_loop_rows_per_s",
+    "floor_rows_per_s",
+    "floor_v2_rows_per_s",
+    "wsgi_ours_us",
+    "wsgi_floor_us",
+)
+#: Per-server yes/no findings: true only when true in every round (P1's settings check).
+SERVER_ALL = ("settings_applied",)
 
 
 def median(values: Iterable[float | None]) -> float | None:
@@ -89,6 +97,9 @@ def merge_server(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         value = median(e.get(key) for e in entries)
         if value is not None:
             out[key] = value
+    for key in SERVER_ALL:
+        if any(key in e for e in entries):
+            out[key] = all(e.get(key) for e in entries)
     names = dict.fromkeys(name for e in entries for name in e["scenarios"])
     out["scenarios"] = {
         name: merge_scenario(
@@ -107,7 +118,7 @@ def merge_inprocess(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     Timed once per round next to the HTTP batches rather than once per run, a
     baseline meets the same stretches of the machine as the figures it is
-    compared with (one early measurement made T3 swing by 0.15 between runs).
+    compared with (one early measurement made T3, now S4, swing by 0.15 between runs).
     """
     out: dict[str, Any] = {k: v for k, v in entries[0].items() if k not in (*INPROCESS_MEDIANS, "round")}
     out.update({k: median(e.get(k) for e in entries) for k in INPROCESS_MEDIANS})

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,121 +25,26 @@ from typing import Any
 
 import joblib
 
-from bench import inprocess, models, report, rounds, targets
+from bench import inprocess, mlserver, models, report, rounds, specs, targets, v2bodies
 from bench.load import Measurement, default_tool, run_load
-from bench.servers import Scenario, ServerFailed, ServerSpec, running, tree_cpu_s, tree_memory_mib
+from bench.servers import Scenario, ServerFailed, ServerSpec, get_status, running, tree_cpu_s, tree_memory_mib
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "bench" / "results"
-BATCH_SIZES = (1_000, 10_000)
-V2_BATCH_SIZE = 10_000
-V2_PATH = "/v2/models/iris/infer"  # ours' models are trained under the name "iris"
+MLSERVER_VENV = RESULTS / "venvs" / "mlserver"
+BATCH_SIZES = (specs.BATCH_ROWS,)
+V2_BATCH_SIZE = specs.BATCH_ROWS
 DEFAULT_THREADS = 8
 #: (warm-up s, measured s) of every load in one round. Full mode runs 3 rounds of
-#: 2 + 5 s (21 s per load, about 8 minutes in all) rather than one of 3 + 10 s:
-#: shorter loads, spread over the run so that the median sees the machine's drift.
+#: 2 + 5 s rather than one of 3 + 10 s: shorter loads, spread over the run so
+#: that the median sees the machine's drift.
 QUICK_DURATIONS_S = (1, 2)
 FULL_DURATIONS_S = (2, 5)
 QUICK_ROUNDS = 1
 FULL_ROUNDS = 3
-
-ROWS = tuple(Scenario(f"row-c{c}", "row", 1, c) for c in (1, 16, 64))
-BATCHES = tuple(Scenario(f"batch-{n}", f"instances-{n}", n, 1) for n in BATCH_SIZES)
-#: The same 10,000 rows through the V2 protocol, asking for both output tensors:
-#: flat arrays instead of the native answer's object per row.
-V2_BATCH = Scenario(f"batch-{V2_BATCH_SIZE}-v2", f"v2-{V2_BATCH_SIZE}", V2_BATCH_SIZE, 1, V2_PATH)
-_ROW_C16 = ROWS[1]
-_ROW_C64 = ROWS[2]
-
-_WAITRESS = ("{python}", "-m", "waitress", "--host=127.0.0.1", "--port={port}", "--threads={threads}")
-_OURS_ENV = {
-    "IRIS_SERVICE_ENV": "production",
-    "IRIS_SERVICE_MODEL_PATH": "{ours_model}",
-    "IRIS_SERVICE_BATCHING": "off",
-}
-_OURS_WAITRESS = (*_WAITRESS, "--call", "iris_service:create_app")
-
-SERVERS: tuple[ServerSpec, ...] = (
-    ServerSpec(
-        "floor-waitress",
-        (*_WAITRESS, "bench.reference.floor:app"),
-        ROWS,
-        note="Flask constant answer, no model: the HTTP floor",
-    ),
-    ServerSpec(
-        "tutorial-waitress",
-        (*_WAITRESS, "bench.reference.tutorial:app"),
-        ROWS,
-        env={"BENCH_MODEL_PATH": "{ref_model}"},
-        note="tutorial Flask app under waitress",
-    ),
-    ServerSpec(
-        "tutorial-flask-dev",
-        ("{python}", "-m", "bench.reference.tutorial"),
-        ROWS,
-        env={"BENCH_MODEL_PATH": "{ref_model}", "BENCH_PORT": "{port}"},
-        note="tutorial Flask app, app.run(threaded=True)",
-    ),
-    ServerSpec(
-        "fastapi-uvicorn",
-        (
-            "{python}",
-            "-m",
-            "uvicorn",
-            "bench.reference.fastapi_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-        ),
-        ROWS,
-        env={"BENCH_MODEL_PATH": "{ref_model}"},
-        note="tutorial work in async FastAPI, one uvicorn process",
-    ),
-    ServerSpec(
-        "ours-waitress",
-        _OURS_WAITRESS,
-        (*ROWS, *BATCHES, V2_BATCH),
-        env=_OURS_ENV,
-        needs_ours=True,
-        note="iris-service, logreg on the exact numpy path, metrics + request logs on, waitress",
-    ),
-    ServerSpec(
-        "ours-gunicorn",
-        (
-            "{python}",
-            "-m",
-            "gunicorn",
-            "-w",
-            "2",
-            "--threads",
-            "{threads}",
-            "-b",
-            "127.0.0.1:{port}",
-            "wsgi:app",
-        ),
-        (_ROW_C16, _ROW_C64),
-        env=_OURS_ENV,
-        needs_ours=True,
-        note="iris-service, logreg on the numpy path, gunicorn 2 workers (gunicorn.conf.py applies)",
-    ),
-    ServerSpec(
-        "ours-rf-batching-off",
-        _OURS_WAITRESS,
-        (_ROW_C64,),
-        env={**_OURS_ENV, "IRIS_SERVICE_MODEL_PATH": "{ours_rf_model}"},
-        needs_ours=True,
-        note="iris-service, random forest 200 trees (scikit-learn predict_proba), waitress",
-    ),
-    ServerSpec(
-        "ours-rf-batching-on",
-        _OURS_WAITRESS,
-        (_ROW_C64,),
-        env={**_OURS_ENV, "IRIS_SERVICE_MODEL_PATH": "{ours_rf_model}", "IRIS_SERVICE_BATCHING": "on"},
-        needs_ours=True,
-        note="same, IRIS_SERVICE_BATCHING=on",
-    ),
-)
+#: The in-process S6 timing: (calls per batch, batches), quick and full.
+QUICK_WSGI_CALLS = (300, 3)
+FULL_WSGI_CALLS = (1000, 5)
 
 
 def _say(message: str) -> None:
@@ -151,8 +58,25 @@ def _base_env() -> dict[str, str]:
     return env
 
 
+def _wsgi_floor(ours_model: Path | None, env: dict[str, str], quick: bool) -> dict[str, float]:
+    """S6's in-process timing (bench/wsgi_floor.py) in a fresh interpreter; empty when ours is absent."""
+    if ours_model is None:
+        return {}
+    calls, batches = QUICK_WSGI_CALLS if quick else FULL_WSGI_CALLS
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.wsgi_floor", "--model", str(ours_model), "--calls", str(calls),
+         "--batches", str(batches)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if done.returncode != 0:
+        _say(f"  in-process /predict timing failed: {done.stderr.strip().splitlines()[-1:]}")
+        return {}
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def _inprocess_baselines(
-    ref_model: Path, ours_model: Path | None, body: Path, v2_body: Path, quick: bool
+    ref_model: Path, ours_model: Path | None, body: Path, v2_body: Path, quick: bool, env: dict[str, str]
 ) -> Callable[[], dict[str, Any]]:
     """Load the models and read the bodies once; the returned call times the baselines (once a round)."""
     tutorial = joblib.load(ref_model)
@@ -173,7 +97,8 @@ def _inprocess_baselines(
         loop = inprocess.per_row_loop(tutorial, rows, budget_s=1.0 if quick else 1.5)
         floor_rows, floor = inprocess.batch_floor(floor_model, instances, repeats)
         _, floor_v2 = inprocess.batch_floor(floor_model, tensor, repeats, inprocess.v2_matrix)
-        return dataclasses.asdict(inprocess.InProcess(loop, floor_rows, floor, floor_name, floor_v2))
+        timed = dataclasses.asdict(inprocess.InProcess(loop, floor_rows, floor, floor_name, floor_v2))
+        return {**timed, **_wsgi_floor(ours_model, env, quick)}
 
     return measure
 
@@ -234,7 +159,13 @@ def _run_server(
             out["startup_s"] = server.startup_s
             _say(f"  ready in {server.startup_s:.2f} s on port {server.port}")
             for scenario in each_scenario(spec.scenarios, before_batches):
-                body = bodies[scenario.body]
+                body = bodies.get(scenario.body)
+                if body is None:  # the gRPC bodies need protobuf (iris-service's grpc extra)
+                    out["scenarios"][scenario.name] = {"error": f"no {scenario.body} body (pip install -e '.[grpc]')"}
+                    _say(f"  {scenario.name}: FAILED, no {scenario.body} body")
+                    continue
+                grpc = scenario.protocol == "grpc"
+                load_tool, port = ("grpc", server.grpc_port) if grpc else (tool, server.port)
                 kwargs = {
                     "connections": scenario.connections,
                     "rows_per_request": scenario.rows,
@@ -243,8 +174,8 @@ def _run_server(
                     "path": scenario.path,
                 }
                 try:
-                    run_load(tool, server.port, body, duration_s=warmup_s, **kwargs)  # type: ignore[arg-type]
-                    m = _measured_load(tool, server.pid, server.port, body, duration_s=duration_s, **kwargs)
+                    run_load(load_tool, port, body, duration_s=warmup_s, **kwargs)  # type: ignore[arg-type]
+                    m = _measured_load(load_tool, server.pid, port, body, duration_s=duration_s, **kwargs)
                 except (RuntimeError, OSError) as exc:
                     out["scenarios"][scenario.name] = {"error": str(exc)}
                     _say(f"  {scenario.name}: FAILED {exc}")
@@ -257,7 +188,7 @@ def _run_server(
                     f"CPU {'-' if cpu is None else f'{cpu:,.0f}'} us/req errors {m['errors']}"
                 )
                 # Memory is read after the single-row loads, which every server runs, and
-                # again after ours' batch scenarios, which only ours runs: T7 compares
+                # again after ours' batch scenarios, which only ours runs: S8 compares
                 # like with like, and what a 10,000-row batch costs is reported apart.
                 if not scenario.is_batch:
                     out["rss_mib"], out["pss_mib"] = tree_memory_mib(server.pid)
@@ -265,6 +196,12 @@ def _run_server(
                 out["rss_after_batches_mib"], out["pss_after_batches_mib"] = tree_memory_mib(server.pid)
             if "rss_mib" not in out:
                 out["rss_mib"], out["pss_mib"] = tree_memory_mib(server.pid)
+            if spec.probe_path:
+                out["probe_status"] = get_status(server.port, spec.probe_path)
+                out["settings_applied"] = out["probe_status"] == 200
+                if not out["settings_applied"]:
+                    _say(f"  GET {spec.probe_path} answered {out['probe_status']}: "
+                         "this server ignores the settings the spec passes")
     except ServerFailed as exc:
         out["status"], out["reason"] = "failed", str(exc)
         _say(f"  FAILED: {exc}")
@@ -294,7 +231,7 @@ def _run_rounds(
     round by the first server with batch scenarios (ours), just before its
     first batch: the figures they are divided by follow within seconds, where
     timing them before the server's single-row loads left half a minute of the
-    machine's drift between the two sides of T3. They too are medians over
+    machine's drift between the two sides of S4 (issue 7's T3). They too are medians over
     rounds. A round whose server failed before its batches times them after.
     """
     anchor = next((s for s in specs if any(sc.is_batch for sc in s.scenarios)), specs[0])
@@ -317,7 +254,7 @@ def _run_rounds(
     return merged, rounds.merge_inprocess(inprocess_rounds)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="Benchmark iris-service against reference servers."
     )
@@ -325,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quick",
         action="store_true",
         default=os.environ.get("QUICK", "") not in ("", "0"),
-        help="short runs (under 2 minutes); also QUICK=1",
+        help="one round of short loads (3-5 minutes); also QUICK=1",
     )
     parser.add_argument(
         "--threads",
@@ -337,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tool",
         choices=("auto", "wrk", "python"),
         default="auto",
-        help="load generator (auto: wrk when on PATH)",
+        help="HTTP load generator (auto: wrk when on PATH); gRPC loads use bench/grpcload.py",
     )
     parser.add_argument(
         "--rounds",
@@ -348,17 +285,63 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", default="", help="comma-separated server names to run")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _prepare_ours(
+    context: dict[str, object], tmp: Path, env: dict[str, str], wanted: bool
+) -> tuple[models.OursCheck, str]:
+    """Check ours imports and train its models into ``context``; (the check, why ours cannot run or '')."""
+    ours = models.check_ours(REPO_ROOT, env)
+    if not ours.available:
+        _say(f"skipping ours: iris_service cannot be imported ({ours.reason})")
+        return ours, f"iris_service cannot be imported ({ours.reason})"
+    if not wanted:
+        return ours, ""
+    _say("training ours' models with python -m training ...")
+    try:
+        context["ours_model"] = models.train_ours(tmp / "ours-logreg.joblib", REPO_ROOT, env)
+        context["ours_rf_model"] = models.train_ours(
+            tmp / "ours-rf.joblib", REPO_ROOT, env, "--model", "random_forest", "--n-estimators", "200"
+        )
+    except (RuntimeError, OSError) as exc:
+        return ours, str(exc)
+    context["payload_log"] = str(tmp / "payload-log.jsonl")
+    return ours, ""
+
+
+def _prepare_mlserver(context: dict[str, object], tmp: Path) -> str:
+    """MLServer's venv (installed once) and model repository into ``context``; why not, or ''."""
+    prepared = mlserver.prepare(MLSERVER_VENV, tmp / "mlserver", say=_say)
+    if prepared.executable is None:
+        _say(f"skipping MLServer: {prepared.reason}")
+        return prepared.reason
+    context["mlserver"], context["mlserver_repository"] = str(prepared.executable), str(prepared.repository)
+    return ""
+
+
+def _why_not(spec: ServerSpec, ours_failure: str, missing: Mapping[str, str]) -> str:
+    """Why ``spec`` cannot run here ('' when it can)."""
+    if spec.needs_ours and ours_failure:
+        return ours_failure
+    return next((missing[k] for k in spec.needs if k in missing), "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
     tool = default_tool() if args.tool == "auto" else args.tool
     warmup_s, duration_s = QUICK_DURATIONS_S if args.quick else FULL_DURATIONS_S
     n_rounds = args.rounds or (QUICK_ROUNDS if args.quick else FULL_ROUNDS)
+    env = _base_env()
+    serve = specs.serve_servers(REPO_ROOT, env)
+    all_specs = specs.build(serve)
+    default_name = specs.default_spec_name(serve)
     only = {s for s in args.only.split(",") if s}
-    unknown = only - {s.name for s in SERVERS}
+    unknown = only - {s.name for s in all_specs}
     if unknown:
         parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
-    specs = [s for s in SERVERS if not only or s.name in only]
-    env = _base_env()
+    selected = [s for s in all_specs if not only or s.name in only]
     log_dir = RESULTS / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -371,52 +354,43 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": n_rounds,
             "warmup_s": warmup_s,
             "duration_s": duration_s,
+            "default_server": serve.default,
             "python": platform.python_version(),
             "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
         "servers": {},
     }
+    _say(f"ours' default server (iris-service serve): {serve.default} -> {default_name}")
     if args.tool == "auto" and tool == "python":
         _say("wrk not on PATH: using bench/loadgen.py (apt-get install -y wrk for better numbers)")
 
     with tempfile.TemporaryDirectory(prefix="iris-bench-") as tmp_name:
         tmp = Path(tmp_name)
         bodies = models.write_bodies(tmp, BATCH_SIZES, (V2_BATCH_SIZE,))
+        bodies.update(v2bodies.write(tmp, models.ONE_ROW, models.iris_rows(V2_BATCH_SIZE)))
         context: dict[str, object] = {
             "python": sys.executable,
             "threads": args.threads,
             "ref_model": models.train_reference(tmp / "reference-logreg.joblib"),
         }
-        ours = models.check_ours(REPO_ROOT, env)
-        ours_failure = "" if ours.available else f"iris_service cannot be imported ({ours.reason})"
-        if ours.available and any(s.needs_ours for s in specs):
-            _say("training ours' models with python -m training ...")
-            try:
-                context["ours_model"] = models.train_ours(tmp / "ours-logreg.joblib", REPO_ROOT, env)
-                context["ours_rf_model"] = models.train_ours(
-                    tmp / "ours-rf.joblib",
-                    REPO_ROOT,
-                    env,
-                    "--model",
-                    "random_forest",
-                    "--n-estimators",
-                    "200",
-                )
-            except (RuntimeError, OSError) as exc:
-                ours_failure = str(exc)
-        elif not ours.available:
-            _say(f"skipping ours: {ours_failure}")
+        ours, ours_failure = _prepare_ours(context, tmp, env, any(s.needs_ours for s in selected))
+        missing: dict[str, str] = {}
+        if any("mlserver" in s.needs for s in selected):
+            reason = _prepare_mlserver(context, tmp)
+            if reason:
+                missing["mlserver"] = reason
 
         ours_model = context.get("ours_model")
         measure_inprocess = _inprocess_baselines(
             context["ref_model"],  # type: ignore[arg-type]
             ours_model if isinstance(ours_model, Path) else None,
-            bodies["instances-10000"],
-            bodies[V2_BATCH.body],
+            bodies[f"instances-{V2_BATCH_SIZE}"],
+            bodies[f"v2-{V2_BATCH_SIZE}"],
             args.quick,
+            env,
         )
-        runnable = [s for s in specs if not (s.needs_ours and ours_failure)]
+        runnable = [s for s in selected if not _why_not(s, ours_failure, missing)]
         if runnable:
             measured, results["inprocess"] = _run_rounds(
                 runnable,
@@ -430,17 +404,18 @@ def main(argv: list[str] | None = None) -> int:
                 env=env,
                 log_dir=log_dir,
             )
-        else:  # every selected server needs ours, which cannot run: the baselines alone
+        else:  # nothing can run here: the baselines alone
             measured, results["inprocess"] = {}, rounds.merge_inprocess([{"round": 1, **measure_inprocess()}])
-        for spec in specs:  # in spec order, skipped ones included
+        for spec in selected:  # in spec order, skipped ones included
+            reason = _why_not(spec, ours_failure, missing)
             results["servers"][spec.name] = measured.get(spec.name) or {
                 "what": spec.note,
-                "status": "skipped" if not ours.available else "failed",
-                "reason": ours_failure,
+                "status": "skipped" if (spec.needs_ours and not ours.available) or spec.needs else "failed",
+                "reason": reason,
                 "scenarios": {},
             }
 
-    results["targets"] = targets.evaluate(results)
+    results["targets"] = targets.evaluate(results, targets.checks(default_name))
     results["meta"]["elapsed_s"] = round(time.perf_counter() - started, 1)
     report.write_json(results, args.out)
     print(report.markdown(results), flush=True)

@@ -1,7 +1,7 @@
 """Server specs and the life of one benchmarked server process.
 
 Every server runs in its own process group on a free 127.0.0.1 port, so the
-bench can measure the whole tree (gunicorn's workers too) and stop exactly
+bench can measure the whole tree (forked workers too) and stop exactly
 what it started, nothing else.
 """
 
@@ -25,18 +25,23 @@ STOP_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class Scenario:
-    """One load: which request body, how many rows it carries, how many connections, where."""
+    """One load: which request body, how many rows it carries, how many connections, where.
+
+    ``protocol`` is ``http`` (wrk or bench/loadgen.py, POST ``path``) or
+    ``grpc`` (bench/grpcload.py, V2 ``ModelInfer`` on the server's gRPC port).
+    """
 
     name: str
     body: str
     rows: int
     connections: int
     path: str = "/predict"
+    protocol: str = "http"
 
     @property
     def is_batch(self) -> bool:
-        """Ours' batch loads, as opposed to the single-row loads every server runs."""
-        return self.body != "row"
+        """A load of many rows per request, as opposed to the single-row loads every server runs."""
+        return self.rows > 1
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,14 @@ class ServerSpec:
     ready_path: str = "/health"
     needs_ours: bool = False
     note: str = ""
+    #: Context keys the spec needs (e.g. ``mlserver``); without one the spec is skipped.
+    needs: tuple[str, ...] = ()
+    #: A GET path whose status is recorded after the loads (``probe_status``): it tells
+    #: whether the server applied the settings the spec passes (404: ignored them).
+    probe_path: str | None = None
+    #: Working directory template (MLServer writes its .metrics and .envs folders there);
+    #: the repository root when empty.
+    cwd: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,7 @@ class Started:
     pid: int
     port: int
     startup_s: float
+    grpc_port: int = 0
 
     @property
     def base_url(self) -> str:
@@ -80,7 +94,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _get_status(port: int, path: str) -> int | None:
+def get_status(port: int, path: str) -> int | None:
+    """The status of ``GET path`` on 127.0.0.1:``port``; None when nothing answers."""
     conn = http.client.HTTPConnection(HOST, port, timeout=2.0)
     try:
         conn.request("GET", path)
@@ -103,8 +118,10 @@ def running(
     log_path: Path,
 ) -> Iterator[Started]:
     """Start ``spec``, wait for its ready URL to answer 200, stop it on exit."""
-    port = free_port()
-    values = {**context, "port": port}
+    # Every server gets a free port for HTTP and, whether it uses them or not, for gRPC
+    # and metrics (MLServer opens all three).
+    port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    values = {**context, "port": port, "grpc_port": grpc_port, "metrics_port": metrics_port}
     command = [part.format(**values) for part in spec.command]
     env = {**base_env, **{k: v.format(**values) for k, v in spec.env.items()}}
     with log_path.open("ab") as log:
@@ -113,7 +130,7 @@ def running(
         started_at = time.perf_counter()
         proc = subprocess.Popen(
             command,
-            cwd=cwd,
+            cwd=spec.cwd.format(**values) if spec.cwd else cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -125,12 +142,12 @@ def running(
         while True:
             if _has_exited(proc.pid):
                 raise ServerFailed(f"{spec.name} exited before it was ready (see {log_path})")
-            if _get_status(port, spec.ready_path) == 200:
+            if get_status(port, spec.ready_path) == 200:
                 break
             if time.perf_counter() > deadline:
                 raise ServerFailed(f"{spec.name} not ready after {READY_TIMEOUT_S:.0f} s (see {log_path})")
             time.sleep(0.01)
-        yield Started(pid=proc.pid, port=port, startup_s=time.perf_counter() - started_at)
+        yield Started(pid=proc.pid, port=port, startup_s=time.perf_counter() - started_at, grpc_port=grpc_port)
     finally:
         _stop(proc)
 
@@ -162,7 +179,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def tree_pids(pid: int) -> list[int]:
-    """``pid`` and all its descendants (Linux /proc), so gunicorn's workers count too."""
+    """``pid`` and all its descendants (Linux /proc), so forked workers count too."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -186,7 +203,7 @@ def tree_memory_mib(pid: int) -> tuple[float, float]:
     """(RSS, PSS) of ``pid`` and all its descendants, in MiB (Linux /proc).
 
     RSS is what the targets compare; PSS is also kept because forked workers
-    (gunicorn with preload) share pages that a sum of RSS counts twice.
+    (gunicorn, granian, uvicorn --workers) share pages that a sum of RSS counts twice.
     """
     rss_kib = pss_kib = 0
     for current in tree_pids(pid):

@@ -21,10 +21,9 @@ from conftest import create_app_for_test
 ROOT = Path(__file__).resolve().parents[1]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 
-README = ROOT / "README.md"
-#: Where the README's operations section starts; it runs to the next section marker.
-OPERATIONS_MARKER = "<!-- section: operations -->"
-#: Image plumbing a README need not explain.
+#: The documentation page that explains the image (its "Docker" section lists what the image runs).
+DEPLOYMENT_PAGE = ROOT / "docs" / "deployment.md"
+#: Image plumbing the documentation need not explain.
 IMAGE_ONLY_PROGRAMS = frozenset({"useradd", "groupadd", "mkdir", "chown", "chmod", "apt-get", "rm"})
 _MULTIPROC_MARKER = "IRIS_MULTIPROC_DIR_PREPARED_BY"
 
@@ -68,7 +67,7 @@ def dockerfile_commands(text: str) -> list[str]:
 
 
 def command_key(command: str) -> str:
-    """The part a README shows: the command up to its first absolute (image-only) path."""
+    """The part the documentation shows: the command up to its first absolute (image-only) path."""
     words = []
     for word in shlex.split(command):
         if word.startswith("/"):
@@ -77,13 +76,13 @@ def command_key(command: str) -> str:
     return " ".join(words)
 
 
-def undocumented_commands(dockerfile_text: str, readme_text: str) -> list[str]:
-    """The Dockerfile's RUN/CMD commands whose key does not appear in the README."""
-    readme = " ".join(readme_text.split())
+def undocumented_commands(dockerfile_text: str, page_text: str) -> list[str]:
+    """The Dockerfile's RUN/CMD commands whose key does not appear in the documentation's text."""
+    page = " ".join(page_text.split())
     return [
         command
         for command in dockerfile_commands(dockerfile_text)
-        if shlex.split(command)[0] not in IMAGE_ONLY_PROGRAMS and command_key(command) not in readme
+        if shlex.split(command)[0] not in IMAGE_ONLY_PROGRAMS and command_key(command) not in page
     ]
 
 
@@ -111,10 +110,10 @@ def routes(iris_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> fro
 
 @pytest.fixture(scope="module")
 def operations_section() -> str:
-    """The README's operations section."""
-    text = README.read_text(encoding="utf-8")
-    assert OPERATIONS_MARKER in text
-    return text.split(OPERATIONS_MARKER, 1)[1].split("<!-- section:", 1)[0]
+    """The deployment page's Docker section: up to the next second-level heading."""
+    text = DEPLOYMENT_PAGE.read_text(encoding="utf-8")
+    assert "\n## Docker\n" in text
+    return text.split("\n## Docker\n", 1)[1].split("\n## ", 1)[0]
 
 
 @pytest.fixture(scope="module")

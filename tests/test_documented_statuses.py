@@ -111,6 +111,9 @@ CALLS: list[Call] = [
     Call("GET", "/models/forest", 200, '"available_versions"'),
     Call("GET", "/models/nope", 404, "No model named 'nope'"),
     Call("GET", "/models/forest", 503, "Model 'forest' is not loaded", unload="forest"),
+    Call("GET", "/models/forest/drift", 200, '"tracked":true'),
+    Call("GET", "/models/nope/drift", 404, "No model named 'nope'"),
+    Call("GET", "/models/forest/drift", 503, "Model 'forest' is not loaded", unload="forest"),
     # Admin.
     Call("POST", "/admin/models/forest/reload", 200, '"previous_version"', {"headers": AUTH}),
     Call("POST", "/admin/models/forest/reload", 401, "Missing or wrong bearer token", {"headers": WRONG_AUTH}),

@@ -34,7 +34,9 @@ def test_manifest_describes_the_artifact(iris_artifact):
     assert 0.9 <= manifest["metrics"]["accuracy"] <= 1.0
     assert manifest["versions"]["scikit-learn"]
     assert manifest["created_at"].endswith("+00:00")
-    assert manifest["input_schema"][0] == {"name": "sepal_length", "min": 4.3, "max": 7.9}
+    first = manifest["input_schema"][0]
+    assert {k: first[k] for k in ("name", "min", "max")} == {"name": "sepal_length", "min": 4.3, "max": 7.9}
+    assert len(first["deciles"]) == 9  # the training profile drift tracking reads (tests/test_drift.py)
 
 
 def test_training_is_deterministic(tmp_path):

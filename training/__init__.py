@@ -22,6 +22,7 @@ from iris_service.artifacts import (
     utc_now,
     write_artifact,
 )
+from iris_service.artifacts.profile import with_profile
 
 FEATURE_NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 MODEL_KINDS = ("logreg", "random_forest")
@@ -105,6 +106,7 @@ def train(
         },
         metrics={"accuracy": accuracy},
     )
+    manifest = with_profile(manifest, x_train)  # the deciles drift tracking compares served rows with
     out = Path(out)
     writer = WRITERS.get(fmt)
     if writer is None:

@@ -18,11 +18,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..artifacts import load_verified
+from ..artifacts.profile import read_profile
 from ..errors import ConfigError, InvalidInput, IrisServiceError
 from ..protocols import Decoded, Limits, Protocol
 from ..runtime import Model, Prediction, from_artifact
 from ..runtime.batching import BatchedModel, batched
 from ..runtime.equivalence import stress_sample
+from .drift import DriftMonitor
 from .ranges import RangePolicy
 from .registry import ModelSource, Registry
 from .settings import ServingSettings
@@ -70,6 +72,7 @@ class DataPlane:
         self.settings = settings
         self.ranges = RangePolicy(settings.range_policy, settings.range_margin)
         self.limits = Limits(settings.max_batch_size)
+        self.drift = DriftMonitor(settings.drift)
         self._span = span or _no_span
 
     # -- building ---------------------------------------------------------------------------
@@ -143,6 +146,7 @@ class DataPlane:
             values is not None and not math.isfinite(values.sum())
         ):
             _check_finite(prediction, protocol.INPUT_ERROR)
+        self.drift.observe(model, x)  # a copy into the model's window; statistics are computed on read
         with span("encode"):
             answer = protocol.encode(prediction, model, decoded)
         return InferResult(model, rows, prediction, answer, x)
@@ -221,6 +225,7 @@ def _loader(settings: ServingSettings) -> Callable[[Path], Model]:
             skops_trusted_types=options.skops_trusted_types,
             trusted_keys=options.trusted_keys,
         )
+        read_profile(artifact.manifest)  # a training profile that does not add up refuses the load
         model = from_artifact(artifact)
         sample = stress_sample(model.manifest)[:64] if settings.batching.mode == "auto" else None
         return batched(model, settings.batching, sample)

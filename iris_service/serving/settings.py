@@ -9,6 +9,7 @@ from typing import Any
 from ..artifacts import LoadOptions
 from ..errors import ConfigError
 from ..runtime.batch_policy import BatchingSettings
+from .drift import DriftSettings
 
 log = logging.getLogger("iris_service.serving")
 
@@ -23,6 +24,7 @@ class ServingSettings:
     batching: BatchingSettings = field(default_factory=BatchingSettings)
     load: LoadOptions = field(default_factory=LoadOptions)
     production: bool = False
+    drift: DriftSettings = field(default_factory=DriftSettings)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ServingSettings:
@@ -43,6 +45,7 @@ class ServingSettings:
                 trusted_keys=read_trusted_keys(config.get("TRUSTED_KEYS")),
             ),
             production=config.get("ENV_NAME") == "production",
+            drift=DriftSettings.from_config(config),
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .checks import check_settings
+from .drift import check_drift
 from .payload import check_payload_log
 
 __all__ = ["CONFIGS", "Config", "ConfigError", "load_settings"]
@@ -77,6 +78,10 @@ class Config:
     COMPRESS_MIN_SIZE = 1024  # bytes; smaller answers are not worth a gzip header
     COMPRESS_LEVEL = 5
     METRICS_ENABLED = True
+    # Served values against the manifest's training deciles (models trained by iris-service train):
+    # histograms, out-of-range counts and the PSI of the last DRIFT_WINDOW rows per model.
+    DRIFT_ENABLED = True
+    DRIFT_WINDOW = 1000
     LOG_LEVEL = "INFO"
     LOG_FORMAT = "json"
     TRACING_ENABLED = False
@@ -178,6 +183,7 @@ def load_settings(config: str | type | Mapping[str, Any] | None, instance: Path 
     if settings.get("ENV_NAME") == "development" and not model_configured(settings):
         settings["MODEL_PATH"] = str(default_model_path(instance))
     check_settings(settings)
+    check_drift(settings)
     check_payload_log(settings)
     if cls is ProductionConfig or settings.get("ENV_NAME") == "production":
         # Whatever instance files or variables say, the debugger never runs here.

@@ -27,6 +27,9 @@ _BOOLEANS = ("PICKLE_ALLOWED", "ALLOW_VERSION_MISMATCH", "API_KEYS_PROTECT_PROBE
 _TEXT_LISTS = ("API_KEYS", "CORS_ORIGINS", "SKOPS_TRUSTED_TYPES")
 #: Settings whose values are never repeated in an error message.
 _SECRETS = frozenset({"API_KEYS", "ADMIN_TOKEN"})
+#: The values ``INPUT_RANGE_POLICY`` and ``LOG_FORMAT`` accept (the documentation's table reads them too).
+RANGE_POLICIES = ("allow", "reject")
+LOG_FORMATS = ("json", "text")
 
 
 def check_settings(settings: dict[str, Any]) -> None:
@@ -73,7 +76,7 @@ def _check_models(config: dict[str, Any]) -> None:
 def _check_logging(config: dict[str, Any]) -> None:
     """``LOG_FORMAT`` json or text, ``LOG_LEVEL`` a logging level name or number."""
     log_format = str(config.get("LOG_FORMAT", "json")).lower()
-    if log_format not in ("json", "text"):
+    if log_format not in LOG_FORMATS:
         raise ConfigError(f"LOG_FORMAT must be json or text, not {config['LOG_FORMAT']!r}.")
     level = config.get("LOG_LEVEL", "INFO")
     named = isinstance(level, str) and isinstance(logging.getLevelName(level.upper()), int)
@@ -153,7 +156,7 @@ def _check_admin_token(config: dict[str, Any]) -> None:
 def _check_input_ranges(config: dict[str, Any]) -> None:
     """Refuse a misspelt range policy at startup: it would silently serve extrapolations."""
     policy = str(config.get("INPUT_RANGE_POLICY", "allow")).lower()
-    if policy not in ("allow", "reject"):
+    if policy not in RANGE_POLICIES:
         raise ConfigError(f"INPUT_RANGE_POLICY must be 'allow' or 'reject', not {config['INPUT_RANGE_POLICY']!r}.")
     config["INPUT_RANGE_POLICY"] = policy
     margin = config.get("INPUT_RANGE_MARGIN", 0.0)

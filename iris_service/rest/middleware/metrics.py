@@ -28,6 +28,7 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 
 from ..state import EXTENSION_KEY, noted_result, state_of
+from .metrics_drift import register_scrape_series
 from .metrics_series import known_routes, loaded_classes
 
 SCRAPE_ENDPOINT = "iris_metrics.scrape"
@@ -262,6 +263,7 @@ class Metrics:
                 "any other server must create (and empty) it before start"
             )
         state = AppMetrics(path)
+        register_scrape_series(state.scrape_registry, app, multiprocess=path is not None)
         state_of(app).metrics = state
         app.before_request(state.before_request)
         app.after_request(state.after_request)

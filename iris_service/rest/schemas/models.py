@@ -10,6 +10,8 @@ class FeatureSchema(ResponseSchema):
     name = fields.String(required=True)
     min = fields.Float(allow_none=True, metadata={"description": "Smallest value seen in training"})
     max = fields.Float(allow_none=True, metadata={"description": "Largest value seen in training"})
+    deciles = fields.List(fields.Float(), metadata={"description": "The training rows' deciles (drift's bins)"})
+    decile_shares = fields.List(fields.Float(), metadata={"description": "Share of training rows in each bin"})
 
 
 class ModelSummarySchema(ResponseSchema):

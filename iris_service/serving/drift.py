@@ -1,0 +1,217 @@
+"""Drift tracking: served values against each feature's training deciles, per model.
+
+The data plane hands every answered request's float rows to ``DriftMonitor.observe``.
+A request only copies its rows into the model's ring buffer (the last
+``DRIFT_WINDOW`` rows); binning them into the histogram and out-of-range counts
+is done in bulk, numpy-vectorised, when the ring is about to overwrite rows not
+yet counted, or when someone reads (a scrape, ``GET /models/<name>/drift``).
+The population stability index is computed from the window on read, never per
+request, so a request pays for a slice assignment and a lock, not for statistics.
+
+State is kept per model object (weakly, as the range policy's bounds): a
+reload starts a fresh window for the new version. No web framework and no
+metrics library here: the REST metrics read ``snapshot()``.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import numpy as np
+import numpy.typing as npt
+
+from ..artifacts.profile import FeatureProfile, read_profile
+from ..runtime import Model
+
+DEFAULT_WINDOW = 1000
+#: The PSI of ten bins over fewer rows is noise (and an alert on it a false one): null until then.
+MIN_ROWS = 100
+#: Shares are floored at this before the logarithm: an empty bin gives a large, finite PSI.
+EPSILON = 1e-4
+NO_PROFILE = "has no training profile in its manifest (a registered estimator: no training rows were given)"
+DISABLED = "Drift tracking is off (DRIFT_ENABLED is false)."
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """``DRIFT_ENABLED`` and ``DRIFT_WINDOW``, checked by ``settings.drift`` before they get here."""
+
+    enabled: bool = True
+    window: int = DEFAULT_WINDOW
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DriftSettings:
+        return cls(bool(config.get("DRIFT_ENABLED", True)), int(config.get("DRIFT_WINDOW", DEFAULT_WINDOW)))
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One feature at one moment: the window's PSI and out-of-range share, and the counts since start."""
+
+    name: str
+    psi: float | None  # None while the window holds fewer than MIN_ROWS rows
+    out_of_range_share: float | None
+    buckets: tuple[tuple[float, int], ...]  # (upper bound, cumulative count), the last bound +inf
+    total: float
+    out_of_range: int
+
+
+@dataclass(frozen=True)
+class DriftSnapshot:
+    model: str
+    version: str
+    window: int
+    rows: int  # rows in the window now (at most ``window``)
+    count: int  # rows observed since the model was loaded
+    features: tuple[FeatureDrift, ...]
+
+
+class ModelDrift:
+    """One model version's ring buffer of recent rows and its cumulative per-feature counts."""
+
+    def __init__(self, model: Model, profiles: tuple[FeatureProfile, ...], size: int) -> None:
+        self.model_name, self.version = model.name, str(model.version)
+        self.profiles = profiles
+        features = len(profiles)
+        width = max(len(p.edges) for p in profiles)
+        # Edges padded with +inf: a value is never above it, so a padded edge adds no bin.
+        self._edges = np.full((features, width), np.inf)
+        for j, p in enumerate(profiles):
+            self._edges[j, : len(p.edges)] = p.edges
+        self._bins = width + 1
+        self._offsets = np.arange(features) * self._bins
+        self._low = np.array([p.low for p in profiles])
+        self._high = np.array([p.high for p in profiles])
+        self._size = size
+        self._ring = np.empty((size, features))
+        self._pos = self._filled = self._pending = self._count = 0
+        self._counts = np.zeros((features, self._bins), dtype=np.int64)
+        self._sums = np.zeros(features)
+        self._outside = np.zeros(features, dtype=np.int64)
+        self._lock = threading.Lock()
+
+    def observe(self, x: npt.NDArray[np.float64]) -> None:
+        """Copy ``x`` (rows ordered by the model's features) into the window; count later, in bulk."""
+        n, size = x.shape[0], self._size
+        with self._lock:
+            if n >= size:  # one request fills the window: count it now, keep its last rows
+                self._fold()
+                self._tally(x)
+                self._ring[:] = x[-size:]
+                self._pos, self._filled = 0, size
+                return
+            if self._pending + n > size:  # the ring would overwrite rows not counted yet
+                self._fold()
+            pos, end = self._pos, self._pos + n
+            if end <= size:
+                self._ring[pos:end] = x
+            else:
+                self._ring[pos:] = x[: size - pos]
+                self._ring[: end - size] = x[size - pos:]
+            self._pos = end % size
+            self._filled = min(size, self._filled + n)
+            self._pending += n
+
+    def snapshot(self) -> DriftSnapshot:
+        """Counts since load and the window's PSI and out-of-range share per feature."""
+        with self._lock:
+            self._fold()
+            window = self._ring[: self._filled].copy()
+            counts, sums, outside, count = self._counts.copy(), self._sums.copy(), self._outside.copy(), self._count
+        observed = self._histogram(window) if len(window) >= MIN_ROWS else None
+        window_outside = ((window < self._low) | (window > self._high)).mean(axis=0) if len(window) else None
+        features = []
+        for j, p in enumerate(self.profiles):
+            bins = len(p.edges) + 1
+            cumulative = np.cumsum(counts[j, :bins])
+            features.append(FeatureDrift(
+                name=p.name,
+                psi=psi(observed[j, :bins] / len(window), p.shares) if observed is not None else None,
+                out_of_range_share=float(window_outside[j]) if window_outside is not None else None,
+                buckets=tuple(zip((*p.edges, float("inf")), (int(c) for c in cumulative), strict=True)),
+                total=float(sums[j]),
+                out_of_range=int(outside[j]),
+            ))
+        return DriftSnapshot(self.model_name, self.version, self._size, len(window), count, tuple(features))
+
+    def _histogram(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """Rows per (feature, bin): bin k holds values above k edges (``le`` buckets, closed on the right)."""
+        bins = (x[:, :, None] > self._edges).sum(axis=2) + self._offsets
+        return np.bincount(bins.ravel(), minlength=self._counts.size).reshape(self._counts.shape)
+
+    def _tally(self, x: npt.NDArray[np.float64]) -> None:
+        self._counts += self._histogram(x)
+        self._sums += x.sum(axis=0)
+        self._outside += ((x < self._low) | (x > self._high)).sum(axis=0)
+        self._count += x.shape[0]
+
+    def _fold(self) -> None:
+        """Count the rows written since the last fold (the ``pending`` rows before ``pos``)."""
+        pending, pos = self._pending, self._pos
+        if not pending:
+            return
+        if pos >= pending:
+            rows = self._ring[pos - pending: pos]
+        else:
+            rows = np.concatenate((self._ring[self._size - (pending - pos):], self._ring[:pos]))
+        self._tally(rows)
+        self._pending = 0
+
+
+def psi(observed: npt.ArrayLike, expected: npt.ArrayLike) -> float:
+    """Population stability index of observed against expected bin shares: sum (o - e) ln(o / e)."""
+    o = np.maximum(np.asarray(observed, dtype=np.float64), EPSILON)
+    e = np.maximum(np.asarray(expected, dtype=np.float64), EPSILON)
+    return float(np.sum((o - e) * np.log(o / e)))
+
+
+class DriftMonitor:
+    """The drift state of every model a data plane serves; ``observe`` is its one per-request call."""
+
+    def __init__(self, settings: DriftSettings | None = None) -> None:
+        self.settings = settings or DriftSettings()
+        self._models: WeakKeyDictionary[Any, ModelDrift | None] = WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def observe(self, model: Model, x: npt.NDArray[np.float64]) -> None:
+        """Note one answered request's rows (cheap: a lookup and a copy)."""
+        if not self.settings.enabled:
+            return
+        try:
+            state = self._models.get(model, _UNKNOWN)
+        except TypeError:  # an unhashable model wrapper: not tracked rather than failed
+            return
+        if state is _UNKNOWN:
+            state = self.tracker(model)
+        if state is not None:
+            state.observe(x)
+
+    def tracker(self, model: Model) -> ModelDrift | None:
+        """``model``'s drift state, created on first use; None when drift is off or it has no profile."""
+        if not self.settings.enabled:
+            return None
+        with self._lock:
+            try:
+                state = self._models.get(model, _UNKNOWN)
+                if state is _UNKNOWN:
+                    profiles = read_profile(model.manifest)
+                    state = self._models[model] = (
+                        ModelDrift(model, profiles, self.settings.window) if profiles else None
+                    )
+            except TypeError:
+                return None
+        return state  # type: ignore[return-value]
+
+    def why_untracked(self, model: Model) -> str | None:
+        """Why ``model``'s drift is not tracked, as one line for a client; None when it is."""
+        if not self.settings.enabled:
+            return DISABLED
+        if self.tracker(model) is None:
+            return f"Model {model.name!r} version {model.version!r} {NO_PROFILE}; train it with 'iris-service train'."
+        return None
+
+
+_UNKNOWN: Any = object()

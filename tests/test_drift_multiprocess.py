@@ -1,0 +1,90 @@
+"""Drift under several workers (PROMETHEUS_MULTIPROC_DIR): every worker's counts reach the one scrape."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FEATURES, ROOT
+from prometheus_client.parser import text_string_to_metric_families
+from test_drift import drawn_like_training
+
+from iris_service.artifacts import read_manifest
+
+_WORKER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from prometheus_client import multiprocess
+    from iris_service import create_app
+
+    artifact, mode = sys.argv[1], sys.argv[2]
+    client = create_app({"ENV_NAME": "testing", "MODEL_PATH": artifact}).test_client()
+    if mode == "scrape":
+        print(client.get("/metrics").get_data(as_text=True))
+        sys.exit(0)
+    rows = json.loads(sys.stdin.read())
+    assert client.post("/models/iris/predict", json={"instances": rows}).status_code == 200
+    # The worker's writer thread publishes within a second; wait (bounded) for its own file to say so.
+    own = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"histogram_{os.getpid()}.db")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if os.path.exists(own):
+            counts = [s.value for m in multiprocess.MultiProcessCollector.merge([own]) for s in m.samples
+                      if s.name == "iris_feature_value_count"]
+            if counts and min(counts) == len(rows):
+                break
+        time.sleep(0.1)
+    else:
+        sys.exit("drift counts never reached the multiprocess files")
+    print(json.dumps(client.get("/models/iris/drift").get_json()))
+    """
+)
+
+
+def run_worker(artifact: Path, folder: Path, mode: str, rows: np.ndarray | None = None) -> str:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    done = subprocess.run(
+        [sys.executable, "-c", _WORKER, str(artifact), mode], env=env, cwd=ROOT, capture_output=True, text=True,
+        timeout=90, input=json.dumps(rows.tolist()) if rows is not None else "",
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_scrape_sums_every_workers_histogram_and_counter_and_takes_the_largest_psi(
+    iris_artifact: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    calm = drawn_like_training(200, seed=1)
+    shifted = drawn_like_training(150, seed=2)
+    shifted[:, 2] += 3.0
+    shifted[:3, 0] = 100.0  # three sepal lengths outside the training range
+    answers = [json.loads(run_worker(iris_artifact, folder, "work", rows)) for rows in (calm, shifted)]
+    families = {f.name: f.samples for f in text_string_to_metric_families(run_worker(iris_artifact, folder, "scrape"))}
+
+    both = np.concatenate((calm, shifted))
+    for j, feature in enumerate(FEATURES):
+        buckets = [s for s in families["iris_feature_value"]
+                   if s.name == "iris_feature_value_bucket" and s.labels["feature"] == feature]
+        assert buckets and buckets[-1].labels["le"] == "+Inf"
+        assert [b.value for b in buckets] == [float((both[:, j] <= float(b.labels["le"])).sum()) for b in buckets]
+        (total,) = [s.value for s in families["iris_feature_value"]
+                    if s.name == "iris_feature_value_sum" and s.labels["feature"] == feature]
+        assert total == pytest.approx(both[:, j].sum())
+    outside = {s.labels["feature"]: s.value for s in families["iris_feature_out_of_range"]}
+    schema = read_manifest(iris_artifact).input_schema
+    low, high = np.array([f["min"] for f in schema]), np.array([f["max"] for f in schema])
+    expected = ((both < low) | (both > high)).sum(axis=0)
+    assert outside == {f: float(n) for f, n in zip(FEATURES, expected, strict=True)}
+    assert outside["sepal_length"] >= 3 and outside["sepal_width"] == 0
+    psi = {s.labels["feature"]: s.value for s in families["iris_feature_psi"]}
+    assert psi == {f: pytest.approx(max(a["features"][f]["psi"] for a in answers)) for f in FEATURES}
+    assert psi["petal_length"] > 0.25
+    assert [(s.labels["model"], s.value) for s in families["iris_model_ready"]] == [("iris", 1.0)]
