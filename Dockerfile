@@ -1,6 +1,8 @@
 # iris-service under gunicorn, with the default Iris model trained at build time.
 #   docker build -t iris-service:0.1.0 .
 #   docker run --rm -p 8080:8080 iris-service:0.1.0
+# gRPC (the Open Inference Protocol) beside HTTP, in every worker:
+#   docker run --rm -p 8080:8080 -p 8081:8081 -e IRIS_SERVICE_GRPC_PORT=8081 iris-service:0.1.0
 FROM python:3.11-slim
 
 # No .pyc files (the root filesystem is read-only in Kubernetes), unbuffered logs,
@@ -18,7 +20,8 @@ RUN pip install gunicorn
 
 WORKDIR /src
 COPY . .
-RUN pip install .
+# With the grpc extra, so IRIS_SERVICE_GRPC_PORT turns gRPC on without another image.
+RUN pip install .[grpc]
 
 WORKDIR /app
 COPY wsgi.py gunicorn.conf.py ./
@@ -33,11 +36,16 @@ ENV IRIS_SERVICE_ENV=production \
     PROMETHEUS_MULTIPROC_DIR=/tmp/iris-metrics
 
 USER 10001
-EXPOSE 8080
+# HTTP, and gRPC when IRIS_SERVICE_GRPC_PORT=8081 is set.
+EXPOSE 8080 8081
 
 # slim has no curl; urlopen raises (exit 1) on a refused connection or any non-2xx.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health/live', timeout=4)"]
 
+# gunicorn, not granian (iris-service serve's default): our gunicorn worker receives each
+# request whole before a thread serves it, so clients that hold back a body cannot take the
+# threads, and it passed every row of tests/test_server_matrix.py; granian cannot bound a body
+# (its issue #728). `iris-service serve --server granian --workers 2` also runs in this image.
 # Exec form: gunicorn is PID 1 and gets SIGTERM directly, for a graceful stop.
 CMD ["gunicorn", "-c", "gunicorn.conf.py"]

@@ -10,7 +10,10 @@ PY := $(BIN)/python
 PIP := $(PY) -m pip --disable-pip-version-check
 HOST ?= 127.0.0.1
 PORT ?= 5000
-THREADS ?= 8
+# granian (measured fastest; see docs/design.md) or waitress; THREADS empty: the server's measured default.
+SERVER ?= granian
+THREADS ?=
+WORKERS ?= 1
 MODEL ?= instance/iris_model.joblib
 PYTEST_ARGS ?=
 
@@ -39,7 +42,7 @@ train: $(VENV)/.installed
 	$(BIN)/iris-service train --out $(MODEL) --force
 
 run: $(VENV)/.installed $(MODEL)
-	IRIS_SERVICE_MODEL_PATH=$(MODEL) $(BIN)/iris-service serve --host $(HOST) --port $(PORT) --threads $(THREADS)
+	IRIS_SERVICE_MODEL_PATH=$(MODEL) $(BIN)/iris-service serve --server $(SERVER) --host $(HOST) --port $(PORT) --workers $(WORKERS) $(if $(THREADS),--threads $(THREADS))
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -92,7 +92,10 @@ _prepare_multiproc_dir()
 
 
 def on_starting(server):
-    """Say where the workers' metrics are aggregated, or that they are not."""
+    """Say where the workers' metrics are aggregated, or that they are not; check GRPC_PORT can be served."""
+    from iris_service.cli.grpc_app import check_in_master
+
+    check_in_master(server)
     path = os.environ.get(_MULTIPROC_ENV)
     if path:
         server.log.info("Prometheus multiprocess metrics in %s", path)
@@ -108,3 +111,20 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+# gRPC beside HTTP (IRIS_SERVICE_GRPC_PORT, e.g. 8081): grpcio is not fork-safe, so the
+# master never starts it; every worker starts its own after the fork, all on that one
+# port (SO_REUSEPORT), and drains it beside HTTP on SIGTERM (iris_service/cli/grpc_app.py).
+def post_worker_init(worker):
+    """Start this worker's gRPC server when GRPC_PORT is set."""
+    from iris_service.cli.grpc_app import start_in_worker
+
+    start_in_worker(worker)
+
+
+def worker_exit(server, worker):
+    """Stop the worker's gRPC server if its worker class has not drained it (another class than ours)."""
+    from iris_service.cli.grpc_app import stop_in_worker
+
+    stop_in_worker(worker)

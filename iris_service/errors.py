@@ -84,6 +84,13 @@ class ModelNotReady(IrisServiceError):
     message = "The model is not loaded."
 
 
+class NotExplainable(IrisServiceError):
+    """The model is served but cannot be explained: its estimator, format or stored data (501)."""
+
+    status = 501
+    message = "Explanations are not available for this model."
+
+
 class ArtifactError(IrisServiceError):
     """An artifact failed verification or could not be loaded."""
 

@@ -119,15 +119,17 @@ def test_kserve_v1_liveness_with_the_demo_page_on(ui_server):
     assert "Accept" in browser.headers["Vary"]
 
 
-def test_kserve_v1_explain_is_a_clear_501(server):
+def test_kserve_v1_explain_answers_contributions(server):
     async def call(name: str):
         async with kserve("v1") as client:
             return await client.explain(server, name, {"instances": ROWS})
 
-    with pytest.raises(httpx.HTTPStatusError) as served:
-        asyncio.run(call("iris"))
-    assert served.value.response.status_code == 501
-    assert served.value.response.json()["error"].startswith("Explanations are not available for model 'iris'")
+    answer = asyncio.run(call("iris"))
+    assert len(answer["explanations"]) == len(ROWS)
+    assert answer["features"] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    for row in answer["explanations"]:
+        k = row["prediction"]
+        assert answer["baseline"][k] + sum(row["contributions"][k]) == pytest.approx(row["scores"][k], abs=1e-9)
     with pytest.raises(httpx.HTTPStatusError) as unknown:
         asyncio.run(call("nope"))
     assert unknown.value.response.status_code == 404

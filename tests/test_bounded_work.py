@@ -364,7 +364,7 @@ def test_real_server_refuses_gzipped_amplified_bodies_with_bounded_memory_and_ke
         gzipped[name] = (gzip.compress(body, 6), headers)
     assert max(len(z) for z, _ in gzipped.values()) < 4 * MIB  # small on the wire, 16 MiB once inflated
     port = free_port()
-    with run_server(serve_args(port, "--threads", THREADS), server_env(iris_artifact, tmp_path), port,
+    with run_server(serve_args(port, "--server", "waitress", "--threads", THREADS), server_env(iris_artifact, tmp_path), port,
                     output=tmp_path / "server.log") as (base, proc):
         predict = requests.Session()
 

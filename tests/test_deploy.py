@@ -164,11 +164,10 @@ def test_probes_hit_the_apps_routes_on_the_container_port(
     manifests: dict[str, dict[str, Any]], routes: frozenset[str]
 ) -> None:
     main = container(manifests)
-    [http] = main["ports"]
+    [http] = [p for p in main["ports"] if p["name"] == "http"]
     assert http["containerPort"] == 8080
-    probes = {name: main[name]["httpGet"] for name in ("startupProbe", "livenessProbe", "readinessProbe")}
+    probes = {name: main[name]["httpGet"] for name in ("startupProbe", "livenessProbe")}
     assert probes["livenessProbe"]["path"] == probes["startupProbe"]["path"] == "/health/live"
-    assert probes["readinessProbe"]["path"] == "/health/ready"
     for probe in probes.values():
         assert probe["path"] in routes
         assert port_number(main, probe["port"]) == http["containerPort"]
@@ -194,8 +193,10 @@ def test_service_and_hpa_point_at_the_deployment(manifests: dict[str, dict[str, 
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     assert service["spec"]["selector"].items() <= pod_labels.items()
-    [port] = service["spec"]["ports"]
-    assert port_number(container(manifests), port["targetPort"]) == 8080
+    ports = {port["name"]: port for port in service["spec"]["ports"]}
+    assert set(ports) == {"http", "grpc"}
+    assert port_number(container(manifests), ports["http"]["targetPort"]) == 8080
+    assert port_number(container(manifests), ports["grpc"]["targetPort"]) == grpc_port(container(manifests))
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     [metric] = hpa["spec"]["metrics"]
@@ -221,6 +222,62 @@ def test_inference_service_is_a_v2_custom_predictor(
     assert {"/v2/health/live", "/v2/health/ready", "/v2/models/<name>/infer"} <= routes
 
 
+def grpc_port(spec: dict[str, Any]) -> int:
+    """The container's gRPC port: the one named ``grpc`` (``h2c`` under KServe)."""
+    [number] = [p["containerPort"] for p in spec["ports"] if p.get("name") in ("grpc", "h2c")]
+    return int(number)
+
+
+def grpc_enabled_on(spec: dict[str, Any]) -> int | None:
+    """The port the container's command or environment turns gRPC on for (None: off)."""
+    words = [str(w) for w in spec.get("command", []) + spec.get("args", [])]
+    if "--grpc-port" in words:
+        return int(words[words.index("--grpc-port") + 1])
+    value = container_env(spec).get("IRIS_SERVICE_GRPC_PORT")
+    return int(value) if value else None
+
+
+def test_deployment_serves_grpc_on_its_grpc_port_with_a_grpc_readiness_probe(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    main = container(manifests)
+    port = grpc_port(main)
+    assert port == 8081 and grpc_enabled_on(main) == port
+    # Kubernetes' grpc probe calls grpc.health.v1 Check with service "" (our overall status); the port is a number.
+    assert main["readinessProbe"] == {"grpc": {"port": port}, "periodSeconds": 5, "timeoutSeconds": 3,
+                                      "failureThreshold": 2}
+
+
+@pytest.fixture(scope="module")
+def grpc_inference_service() -> dict[str, Any]:
+    [doc] = yaml.safe_load_all((ROOT / "deploy" / "kserve" / "inferenceservice-grpc.yaml").read_text(encoding="utf-8"))
+    return doc
+
+
+def test_the_grpc_inference_service_routes_the_h2c_port_that_serves_grpc(
+    grpc_inference_service: dict[str, Any], manifests: dict[str, dict[str, Any]]
+) -> None:
+    isvc = grpc_inference_service
+    assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    assert isvc["metadata"]["name"] != manifests["InferenceService"]["metadata"]["name"]
+    [predictor] = isvc["spec"]["predictor"]["containers"]
+    assert predictor["name"] == "kserve-container" and predictor["image"] == container(manifests)["image"]
+    # Knative routes one port; named h2c it carries HTTP/2 cleartext, that is gRPC.
+    [port] = predictor["ports"]
+    assert (port["name"], port["containerPort"]) == ("h2c", 8081)
+    assert grpc_enabled_on(predictor) == port["containerPort"]
+    env = container_env(predictor)
+    assert env["PROTOCOL"] == "grpc-v2"
+    rest = container_env(manifests["InferenceService"]["spec"]["predictor"]["containers"][0])
+    assert {k: v for k, v in env.items() if k not in ("PROTOCOL", "IRIS_SERVICE_GRPC_PORT")} == {
+        k: v for k, v in rest.items() if k != "PROTOCOL"}
+
+
+def test_dockerfile_installs_the_grpc_extra(dockerfile: str) -> None:
+    installs = [c for c in dockerfile_commands(dockerfile) if c.startswith("pip install") and "." in shlex.split(c)[2:][0]]
+    assert [shlex.split(c)[2] for c in installs] == [".[grpc]"]
+
+
 # --- Dockerfile ---------------------------------------------------------------------------
 
 
@@ -230,9 +287,10 @@ def test_dockerfile_port_and_healthcheck_agree_with_the_deployment(
     instructions = dict(dockerfile_instructions(dockerfile))
     assert instructions["FROM"] == "python:3.11-slim"
     env = dockerfile_env(dockerfile)
-    exposed = int(instructions["EXPOSE"])
+    exposed, exposed_grpc = (int(port) for port in instructions["EXPOSE"].split())
     assert env["GUNICORN_BIND"] == f"0.0.0.0:{exposed}"
     assert exposed == container(manifests)["ports"][0]["containerPort"]
+    assert exposed_grpc == grpc_port(container(manifests))
 
     check = healthcheck_command(dockerfile)
     assert check[:2] == ["python", "-c"] and "urllib.request" in check[2]

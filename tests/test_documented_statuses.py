@@ -9,6 +9,7 @@ produce must leave the docs instead.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Mapping
@@ -103,6 +104,10 @@ CALLS: list[Call] = [
                   invalid={"features": [1, 2]}, invalid_status=422, invalid_says="Expected 4 features"),
     *_json_routes("/models/{name}/predict", "forest", unknown="nope", unload="forest", body={"features": ROW},
                   ok_says='"model":"forest"', invalid={"features": [1, 2]}, invalid_status=422, invalid_says="Expected 4 features"),
+    *_json_routes("/models/{name}/explain", "forest", unknown="nope", unload="forest", body={"features": ROW},
+                  ok_says='"method":"tree_path_dependent"', invalid={"features": [1, 2]}, invalid_status=422,
+                  invalid_says="Expected 4 features"),
+    Call("POST", "/models/bare/explain", 501, "Model 'bare' 1 has no explanation data", {"json": {"features": ROW}}),
     Call("GET", "/health", 200, "API is running!"),
     Call("GET", "/health/live", 200, "alive"),
     Call("GET", "/health/ready", 200, '"ready"'),
@@ -128,11 +133,11 @@ CALLS: list[Call] = [
     Call("GET", "/v1/models/forest", 200, '"ready":true'),
     Call("GET", "/v1/models/nope", 404, "No model named 'nope'"),
     Call("GET", "/v1/models/forest", 503, "Model 'forest' is not loaded", unload="forest"),
-    Call("POST", "/v1/models/forest:explain", 501, "Explanations are not available for model 'forest'",
+    *_json_routes("/v1/models/{name}:explain", "forest", unknown="nope", unload="forest",
+                  body={"instances": [ROW]}, ok_says='"explanations"', invalid={"instances": [[1, 2]]},
+                  invalid_status=400, invalid_says="Expected 4 features"),
+    Call("POST", "/v1/models/bare:explain", 501, "Model 'bare' 1 has no explanation data",
          {"json": {"instances": [ROW]}}),
-    Call("POST", "/v1/models/nope:explain", 404, "No model named 'nope'", {"json": {"instances": [ROW]}}),
-    Call("POST", "/v1/models/forest:explain", 503, "Model 'forest' is not loaded", {"json": {"instances": [ROW]}},
-         unload="forest"),
     # V2 (Open Inference Protocol).
     Call("GET", "/v2", 200, '"model_repository"'),
     Call("GET", "/v2/", 200, '"model_repository"'),
@@ -182,10 +187,18 @@ def app_config(iris_artifact: Path, forest_artifact: Path, tmp_path: Path) -> di
     forest.parent.mkdir()
     shutil.copy(forest_artifact, forest)
     shutil.copy(forest_artifact.with_name(forest_artifact.name + ".json"), forest.with_name(forest.name + ".json"))
+    # bare: forest without the explanation data its manifest holds (a model registered without --background).
+    bare = tmp_path / "bare" / "model.joblib"
+    bare.parent.mkdir()
+    shutil.copy(forest_artifact, bare)
+    manifest = json.loads(forest_artifact.with_name(forest_artifact.name + ".json").read_bytes())
+    del manifest["explain"]
+    manifest["name"] = "bare"
+    bare.with_name(bare.name + ".json").write_text(json.dumps(manifest))
     return {
         "TESTING": True,
         "MODEL_PATH": str(iris_artifact),
-        "MODELS": {"forest": str(forest)},
+        "MODELS": {"forest": str(forest), "bare": str(bare)},
         "ADMIN_TOKEN": TOKEN,
         "MAX_CONTENT_LENGTH": MAX_CONTENT_LENGTH,
     }

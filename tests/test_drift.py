@@ -137,7 +137,8 @@ def test_a_registered_estimator_has_no_profile_and_the_answer_says_so(iris_artif
     assert drift(client, "byo") == {
         "model": "byo", "version": "3", "tracked": False, "features": {},
         "reason": "Model 'byo' version '3' has no training profile in its manifest (a registered estimator: "
-                  "no training rows were given); train it with 'iris-service train'.",
+                  "no training rows were given); train it with 'iris-service train' or register it "
+                  "again with --background FILE (a CSV of its training rows).",
     }
 
 

@@ -82,14 +82,7 @@ def fill(template: str, data: st.DataObject) -> str:
     return re.sub(r"<(?:(\w+):)?(\w+)>", value, template)
 
 
-#: Routes whose promise is 501 for any body until the feature exists (KServe's explain, issue 17).
-NOT_IMPLEMENTED = frozenset({"/v1/models/<name>:explain"})
-
-
 def assert_json_answer(response, route: str = "") -> None:
-    if route in NOT_IMPLEMENTED and response.status_code == 501:
-        assert response.get_json()["error"].startswith("Explanations are not available for model")
-        return
     assert response.status_code < 500, response.get_data(as_text=True)[:500]
     assert 200 <= response.status_code < 300 or 400 <= response.status_code < 500
     assert response.mimetype == "application/json", response.get_data(as_text=True)[:200]

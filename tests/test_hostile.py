@@ -159,7 +159,7 @@ def server(iris_artifact, tmp_path_factory):
     port = free_port()
     log = tmp / "server.log"
     env = server_env(iris_artifact, tmp, IRIS_SERVICE_MAX_CONTENT_LENGTH=str(SERVER_LIMIT))
-    args = serve_args(port, "--threads", "2", "--channel-timeout", str(CHANNEL_TIMEOUT))
+    args = serve_args(port, "--server", "waitress", "--threads", "2", "--channel-timeout", str(CHANNEL_TIMEOUT))
     with run_server(args, env, port, output=log):
         yield "127.0.0.1", port, log
 

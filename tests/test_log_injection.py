@@ -45,7 +45,8 @@ def test_forwarded_client_address_cannot_forge_text_log_lines(iris_artifact: Pat
     still logs exactly one line, its address escaped.
     """
     port, output = free_port(), tmp_path / "proxied.log"
-    args = serve_args(port, "--trusted-proxy", "127.0.0.1", "--trusted-proxy-headers", "x-forwarded-for")
+    args = serve_args(port, "--server", "waitress", "--trusted-proxy", "127.0.0.1", "--trusted-proxy-headers",
+                      "x-forwarded-for")
     # UTF-8 stderr, so an unescaped NEL would reach the file as the character it is.
     env = server_env(iris_artifact, tmp_path, IRIS_SERVICE_LOG_FORMAT="text", PYTHONIOENCODING="utf-8")
     refused = {"lf": b"1.2.3.4\nFAKE LINE", "cr": b"1.2.3.4\rFAKE LINE", "crlf-in-value": b"1.2.3.4\r\nFAKE LINE"}

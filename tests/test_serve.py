@@ -251,7 +251,7 @@ def drain_under_sigterm(proc, port: int, signalled: Callable[[], None], held: in
 @pytest.mark.server
 def test_sigterm_drains_waitress(iris_artifact, tmp_path) -> None:
     port, output = free_port(), tmp_path / "drain.log"
-    with run_server(serve_args(port, "--threads", "1"), server_env(iris_artifact, tmp_path), port,
+    with run_server(serve_args(port, "--server", "waitress", "--threads", "1"), server_env(iris_artifact, tmp_path), port,
                     output=output) as (_, proc):
         # The listener closes first: new connections are refused while the others finish.
         drain_under_sigterm(proc, port, lambda: probe_until_refused(port, time.monotonic() + 30))

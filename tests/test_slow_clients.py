@@ -5,8 +5,8 @@ on silence never closes it. Here such clients trickle against ``iris-service
 serve`` (waitress) and against gunicorn with our ``gunicorn.conf.py`` while a
 normal client predicts; the trickling connections must be answered 408 and closed
 after the request timeout, and nobody else may wait for them. The last part checks
-that a body declared larger than ``MAX_CONTENT_LENGTH`` is refused before it
-arrives, so it is never buffered or spooled to disk.
+that a body larger than ``MAX_CONTENT_LENGTH`` is never spooled to disk; that it is
+refused before it arrives, on every server, is in ``tests/test_server_matrix.py``.
 
 Every server is a real process on a free loopback port, stopped by its PID; every
 loop is bounded in count and time, and every socket is closed in ``finally``.
@@ -203,7 +203,7 @@ def assert_too_large(raw: bytes) -> None:
 @contextlib.contextmanager
 def waitress_server(iris_artifact: Path, tmp_path: Path, *args: str, **env: str) -> Iterator[tuple[str, int, Any]]:
     port = free_port()
-    with run_server(serve_args(port, "--threads", "1", *args), server_env(iris_artifact, tmp_path, **env), port,
+    with run_server(serve_args(port, "--server", "waitress", "--threads", "1", *args), server_env(iris_artifact, tmp_path, **env), port,
                     output=tmp_path / "waitress.log") as (base, proc):
         yield base, port, proc
 
@@ -240,13 +240,6 @@ def test_waitress_makes_room_at_the_connection_limit(iris_artifact, tmp_path) ->
     assert len(shed) >= 7, "no trickling connection was closed to make room"
     for _seconds, data in shed.values():
         assert answer(data)[0] == 408
-
-
-@pytest.mark.server
-def test_waitress_refuses_a_declared_oversized_body_before_it_arrives(iris_artifact, tmp_path) -> None:
-    """Content-Length over the limit: the app's 413 JSON comes back without the body being sent."""
-    with waitress_server(iris_artifact, tmp_path, IRIS_SERVICE_MAX_CONTENT_LENGTH=str(SMALL_LIMIT)) as (_, port, _p):
-        assert_too_large(exchange(port, declared_body_request(100 * SMALL_LIMIT)))
 
 
 @pytest.mark.server
@@ -352,15 +345,6 @@ def test_gunicorn_cuts_a_trickled_body_too_large_to_buffer_with_a_408(iris_artif
     assert status == 408 and headers["content-type"] == "application/json"
     assert body["message"] == f"The request did not arrive within {REQUEST_TIMEOUT} seconds."
     assert "Traceback" not in output.read_text(errors="replace")
-
-
-@POSIX_ONLY
-@pytest.mark.server
-def test_gunicorn_refuses_a_declared_oversized_body_before_it_arrives(iris_artifact, tmp_path) -> None:
-    """gunicorn has no body limit of its own: the app refuses by Content-Length, without reading."""
-    with gunicorn_server(iris_artifact, tmp_path, IRIS_SERVICE_MAX_CONTENT_LENGTH=str(SMALL_LIMIT)) as (
-            _, port, _proc, _out):
-        assert_too_large(exchange(port, declared_body_request(100 * SMALL_LIMIT)))
 
 
 @POSIX_ONLY

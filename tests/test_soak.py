@@ -76,7 +76,8 @@ def test_soak_has_no_errors_and_stable_memory(iris_artifact, tmp_path):
     log = tmp_path / "server.log"
     # A log line per request would measure the log, not the server.
     env = server_env(iris_artifact, tmp_path, IRIS_SERVICE_LOG_LEVEL="WARNING")
-    args = serve_args(port, "--threads", "8")
+    # waitress: the RSS read is the server process's own (granian serves from a child).
+    args = serve_args(port, "--server", "waitress", "--threads", "8")
     with run_server(args, env, port, output=log) as (base, proc):
         warm_requests, warm_errors = hammer(base, WARMUP_SECONDS)
         assert warm_errors == []

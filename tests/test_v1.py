@@ -61,24 +61,20 @@ def test_model_status(client):
     assert response.get_json() == {"name": "iris", "ready": True}
 
 
-@pytest.mark.parametrize("body", [{"instances": [[5.1, 3.5, 1.4, 0.2]]}, None], ids=["instances", "no-body"])
-def test_explain_is_501_for_a_served_model(client, body):
-    """KServe's :explain verb reaches its own route (not a 405 from /models/<name>) and says what is missing."""
-    response = client.post("/v1/models/iris:explain", json=body)
-    assert response.status_code == 501
-    assert response.get_json() == {
-        "error": "Explanations are not available for model 'iris': this server does not compute them yet. "
-                 "Use POST /v1/models/iris:predict for predictions.",
-        "request_id": response.headers["X-Request-ID"],
-    }
+def test_explain_reaches_its_own_route(client):
+    """KServe's :explain verb reaches its own route (not a 405 from /models/<name>) and explains every row."""
+    response = client.post("/v1/models/iris:explain", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+    assert response.status_code == 200
+    assert [row["label"] for row in response.get_json()["explanations"]] == ["setosa"]
+    assert client.post("/v1/models/iris:explain").status_code == 415  # the body of :predict is required
 
 
 def test_explain_of_an_unknown_or_unloaded_model(app, client):
-    unknown = client.post("/v1/models/nope:explain", json={"instances": []})
+    unknown = client.post("/v1/models/nope:explain", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
     assert unknown.status_code == 404
     assert unknown.get_json() == {"error": "No model named 'nope'; known models: iris."}
     app.extensions["iris_service"].dataplane.unload("iris")
-    unloaded = client.post("/v1/models/iris:explain")
+    unloaded = client.post("/v1/models/iris:explain", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
     assert unloaded.status_code == 503
     assert unloaded.get_json()["error"] == "Model 'iris' is not loaded: unloaded."
 

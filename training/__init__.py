@@ -22,6 +22,7 @@ from iris_service.artifacts import (
     utc_now,
     write_artifact,
 )
+from iris_service.artifacts.background import with_explanation_data
 from iris_service.artifacts.profile import with_profile
 
 FEATURE_NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -107,6 +108,7 @@ def train(
         metrics={"accuracy": accuracy},
     )
     manifest = with_profile(manifest, x_train)  # the deciles drift tracking compares served rows with
+    manifest = with_explanation_data(manifest, x_train)  # the means and rows explanations start from
     out = Path(out)
     writer = WRITERS.get(fmt)
     if writer is None:

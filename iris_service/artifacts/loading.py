@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArtifactError
+from .background import check_explanation_data
 from .files import PICKLE_FORMATS, sha256_bytes
 from .formats import check_content, check_suffix
 from .manifest import Manifest, read_described
@@ -87,6 +88,7 @@ def load_verified(
         from .signing import verify_signature
 
         verify_signature(path, raw_manifest, manifest.sha256, options.trusted_keys)
+    check_explanation_data(manifest, path.name)  # after the signature: a forged manifest is named as such
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -36,6 +36,8 @@ class Manifest:
     input_schema: tuple[dict[str, Any], ...] = ()
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: Feature means and background rows for explanations, with their SHA-256 (``background.py``).
+    explain: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     created_at: str = ""
     source: str | None = None  # what produced it: "training", "register", "export-onnx"
@@ -53,6 +55,7 @@ class Manifest:
         """The manifest as clients may see it: no file system paths."""
         data = self.to_dict()
         data.pop("artifact", None)
+        data.pop("explain", None)  # training rows are not for clients
         data["n_features"] = self.n_features
         return data
 
@@ -99,7 +102,7 @@ def _check_types(data: Mapping[str, Any]) -> None:
     for key in ("class_names", "classes", "input_schema"):
         if data.get(key) is not None and not isinstance(data[key], list):
             raise ValueError(f"{key} must be a list")
-    for key in ("training", "metrics", "versions"):
+    for key in ("training", "metrics", "versions", "explain"):
         if key in data and not isinstance(data[key], dict):
             raise ValueError(f"{key} must be an object")
 

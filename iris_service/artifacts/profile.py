@@ -57,6 +57,10 @@ def with_profile(manifest: Manifest, x_train: npt.ArrayLike) -> Manifest:
         edges = np.unique(deciles)
         counts = np.bincount(np.searchsorted(edges, column, side="left"), minlength=len(edges) + 1)
         entry = schema.get(name, {"name": name, "min": None, "max": None})
+        if entry.get("min") is None or entry.get("max") is None:
+            # A registered estimator's schema has no ranges: the rows that give the
+            # deciles give the training min and max too (and INPUT_RANGE_POLICY its bounds).
+            entry["min"], entry["max"] = float(column.min()), float(column.max())
         entry["deciles"] = deciles
         entry["decile_shares"] = [float(c) / len(column) for c in counts]
         entries.append(entry)

@@ -8,17 +8,23 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArtifactError
+from .background import read_background, with_explanation_data
 from .files import format_for, write_artifact
 from .formats import check_content
 from .manifest import Manifest, describe_estimator
+from .profile import with_profile
 from .trees import check_trees
 
 
-def register_pickle(path: Path, *, name: str, version: str, folder: Path) -> tuple[Manifest, Path]:
+def register_pickle(
+    path: Path, *, name: str, version: str, folder: Path, background: Path | None = None
+) -> tuple[Manifest, Path]:
     """Load a trusted pickle once, infer its manifest, copy it into ``folder``.
 
     The bytes are copied unchanged (not re-pickled), so the digest in the
-    manifest is the digest of exactly what the user handed over.
+    manifest is the digest of exactly what the user handed over. ``background``
+    (a CSV of training rows) stores what explanations need and the deciles drift
+    tracking compares served rows with in the manifest.
     """
     import joblib
 
@@ -34,6 +40,10 @@ def register_pickle(path: Path, *, name: str, version: str, folder: Path) -> tup
     if not hasattr(estimator, "predict"):
         raise ArtifactError(f"{path.name} holds a {type(estimator).__name__}, which has no predict().")
     manifest = describe_estimator(estimator, name=name, version=version, fmt=fmt, source="register")
+    if background is not None:  # --background: training rows, for explanations and drift tracking
+        rows = read_background(background, manifest.feature_names)
+        manifest = with_explanation_data(manifest, rows, background.name)
+        manifest = with_profile(manifest, rows)
     check_trees(estimator, manifest.n_features, artifact=path.name)  # a forged tree crashes the test below
     try:  # a model that cannot answer one row should not be registered
         with warnings.catch_warnings():  # numpy input to a DataFrame-fitted model warns

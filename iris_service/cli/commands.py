@@ -17,9 +17,11 @@ from ..training.writing import SIGN_KEY_OPTION, claim, replace_stale, sign_writt
               help="Registry folder (default: the instance folder's models/).")
 @click.option("--trust", is_flag=True, help="I trust this file: loading a pickle runs code from it.")
 @click.option("--force", is_flag=True, help="Replace the version if it already holds an artifact.")
+@click.option("--background", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV of training rows (header naming the features): stores what explanations need.")
 @SIGN_KEY_OPTION
 def register(path: Path, name: str, version: str | None, model_dir: Path | None, trust: bool, force: bool,
-             sign_key: Path | None) -> None:
+             background: Path | None, sign_key: Path | None) -> None:
     """Register a joblib/pickle model trained elsewhere (for example in a notebook).
 
     The file is unpickled once, only with --trust, to read what the estimator
@@ -39,7 +41,8 @@ def register(path: Path, name: str, version: str | None, model_dir: Path | None,
     folder = (model_dir or instance_path() / "models") / name / (version or default_version())
     replaced = claim(folder / f"model{path.suffix.lower()}", whole_folder=True, force=force)
     try:
-        manifest, target = register_pickle(path, name=name, version=folder.name, folder=folder)
+        manifest, target = register_pickle(path, name=name, version=folder.name, folder=folder,
+                                           background=background)
         replace_stale(replaced, target)
     except Exception as exc:  # shown to the user, not a traceback
         raise click.ClickException(str(exc)) from None
@@ -93,12 +96,14 @@ def export_onnx(name: str, model_dir: Path | None, version: str | None, sign_key
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="skip: write bad rows to <out>.rejects.csv (dask: <out>.rejects/) with the reason.")
+@click.option("--explain", is_flag=True,
+              help="Add contribution_<feature> columns: each feature's contribution to the predicted class's score.")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True)
 @click.option("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster).")
 @click.option("--env", "env", type=click.Choice(["development", "testing", "production"]), default=None,
               help=f"Config environment for the model settings (default: ${ENV_VAR} or development).")
 def predict_file(source: str, output: Path, model_name: str | None, chunk_size: int, force: bool, quiet: bool,
-                 on_error: str, engine: str, scheduler: str | None, env: str | None) -> None:
+                 on_error: str, explain: bool, engine: str, scheduler: str | None, env: str | None) -> None:
     """Score a CSV or Parquet file with the model the server would serve."""
     from ..errors import ConfigError, IrisServiceError
     from ..offline.files import score_file, score_file_dask
@@ -113,12 +118,17 @@ def predict_file(source: str, output: Path, model_name: str | None, chunk_size: 
         plane = DataPlane.start(model_sources(config), ServingSettings.from_config(config),
                                 default=config.get("DEFAULT_MODEL"))
         model = plane.model(model_name)
+        if explain:  # a model that cannot be explained fails here, before a row is read
+            from ..runtime.explain import explainer_for
+
+            explainer_for(model)
         if engine == "dask":
             report = score_file_dask(source, output, model, scheduler=scheduler, force=force, on_error=on_error,
-                                     ranges=plane.ranges)
+                                     ranges=plane.ranges, explain=explain)
         else:
             report = score_file(Path(source), output, model, chunk_size=chunk_size, force=force,
-                                on_error=on_error, progress=False if quiet else None, ranges=plane.ranges)
+                                on_error=on_error, progress=False if quiet else None, ranges=plane.ranges,
+                                explain=explain)
     except (ConfigError, IrisServiceError) as exc:
         raise click.ClickException(str(exc)) from None
     rate = report.rows / report.seconds if report.seconds else 0.0

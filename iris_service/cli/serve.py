@@ -1,4 +1,4 @@
-"""``iris-service serve``: waitress with a graceful SIGTERM, on any OS."""
+"""``iris-service serve``: granian (the default) or waitress, with a graceful SIGTERM, on any OS."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,20 +7,34 @@ import click
 
 from ..settings import ENV_VAR
 
+SERVERS = ("granian", "waitress")
+
 
 @click.command()
+@click.option("--server", type=click.Choice(SERVERS), default=None,
+              help="HTTP server: granian (default; Rust I/O, several worker processes) or waitress (pure "
+                   "Python, one process; the choice for Windows hosts and the default with --grpc-port).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 1024), help="Worker threads.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="granian: worker processes, each with its own --threads (one on Windows). "
+                   "waitress runs one process.")
+@click.option("--threads", default=None, type=click.IntRange(1, 1024),
+              help="Threads running the app, per process (default: waitress 8, granian 4). With BATCHING "
+                   "on or auto at least 2: micro-batching gathers requests in flight in one process.")
+@click.option("--runtime-threads", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="granian: Rust threads per worker for network I/O (1 is enough for a WSGI app).")
 @click.option("--env", "env", type=click.Choice(["development", "testing", "production"]), default=None,
               help=f"Config environment (default: ${ENV_VAR} or development).")
 @click.option("--channel-timeout", default=120, show_default=True, type=click.IntRange(1),
-              help="Seconds of client silence before a connection is closed (slow clients).")
+              help="waitress: seconds of client silence before a connection is closed (slow clients).")
 @click.option("--request-timeout", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="Seconds a client has to send a whole request, headers and body; later ones get a 408.")
+              help="Seconds a client has to send a whole request, headers and body; later ones get a 408. "
+                   "granian bounds the headers only: a client holding back its body holds a thread.")
 @click.option("--connection-limit", default=100, show_default=True, type=click.IntRange(1),
-              help="Open connections accepted at once; more wait in the listen backlog. At the limit, "
-                   "idle connections and requests still arriving after 2 s are closed to make room.")
+              help="waitress: open connections accepted at once; at the limit, idle connections and requests "
+                   "still arriving after 2 s are closed to make room. granian: requests each worker admits at "
+                   "once (its backpressure). More wait in the listen backlog.")
 @click.option("--url-prefix", default="", metavar="PATH",
               help="Mount the app under PATH (e.g. /api) behind a proxy that forwards the prefix.")
 @click.option("--trusted-proxy", default=None, metavar="ADDRESS",
@@ -29,37 +43,85 @@ from ..settings import ENV_VAR
               help="Headers believed from --trusted-proxy, e.g. 'x-forwarded-for x-forwarded-proto' "
                    "or 'forwarded'.")
 @click.option("--drain-timeout", default=25.0, show_default=True, type=click.FloatRange(0),
-              help="Seconds SIGTERM waits for requests in flight before closing their connections.")
+              help="Seconds SIGTERM waits for requests in flight before closing their connections "
+                   "(granian: before killing the worker).")
 @click.option("--grpc-port", default=None, type=click.IntRange(0, 65535), metavar="PORT",
-              help="Also serve the Open Inference Protocol over gRPC on PORT, same --host and models "
-                   "(pip install 'iris-service[grpc]').")
-def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: int, request_timeout: float,
-          connection_limit: int, url_prefix: str, trusted_proxy: str | None, trusted_proxy_headers: str,
-          drain_timeout: float, grpc_port: int | None) -> None:
-    """Serve the app with waitress (works on Linux, macOS and Windows).
+              help="Also serve the Open Inference Protocol over gRPC on PORT, same --host and models, beside "
+                   "waitress (pip install 'iris-service[grpc]').")
+def serve(server: str | None, host: str, port: int, workers: int, threads: int | None, runtime_threads: int,
+          env: str | None, channel_timeout: int, request_timeout: float, connection_limit: int, url_prefix: str,
+          trusted_proxy: str | None, trusted_proxy_headers: str, drain_timeout: float,
+          grpc_port: int | None) -> None:
+    """Serve the app with granian or waitress (both work on Linux, macOS and Windows).
 
-    On POSIX, SIGTERM stops it gracefully: new connections are refused, requests
-    in flight finish, and the process exits 0. A body declared larger than
-    MAX_CONTENT_LENGTH is refused (413) before any of it is read. With
-    --grpc-port, gRPC serves the same data plane beside it and SIGTERM drains
-    both at once, within --drain-timeout.
+    SIGTERM stops it gracefully: new connections are refused, requests in
+    flight finish, and the process exits 0. A body larger than
+    MAX_CONTENT_LENGTH is refused (413) before it is read in full, declared or
+    chunked. With --grpc-port, gRPC serves the same data plane beside waitress
+    and SIGTERM drains both at once, within --drain-timeout.
+
+    granian cannot bound the time a client takes to send a request body, nor
+    close idle keep-alive connections (--channel-timeout): put it behind a proxy
+    that buffers requests where clients are not trusted, or use waitress or
+    gunicorn (gunicorn -c gunicorn.conf.py, Linux) there.
     """
     from ..errors import ConfigError
-    from ..rest.factory import create_app
-    from ..servers import waitress_server
-    from . import process
+    from . import process, serve_granian
 
+    chosen = server
+    server = server or ("waitress" if grpc_port is not None else "granian")
     proxy = _proxy_settings(trusted_proxy, trusted_proxy_headers)
+    if server == "granian":
+        serve_granian.check_installed()
+        if grpc_port is not None:
+            raise click.UsageError("--grpc-port serves beside waitress (one process, one set of models): "
+                                   "add --server waitress.")
+    elif workers > 1:
+        raise click.UsageError("waitress runs one process: use --server granian --workers N "
+                               "(or gunicorn -w N on Linux).")
     if grpc_port is not None:
         _check_grpc_installed()
+    # Before the app (and prometheus-client) is imported: the client picks its storage then.
+    serve_granian.prepare_metrics_dir(workers)
+    from ..rest.factory import create_app
+
     try:
         app = create_app(env)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if grpc_port is None and app.config.get("GRPC_PORT"):  # IRIS_SERVICE_GRPC_PORT, as gunicorn's workers
+        grpc_port = int(app.config["GRPC_PORT"])
+        if server == "granian":
+            if chosen == "granian" or workers > 1:
+                raise click.UsageError("GRPC_PORT serves gRPC beside waitress (one process, one set of models): "
+                                       "add --server waitress, or unset IRIS_SERVICE_GRPC_PORT.")
+            server = "waitress"
+        _check_grpc_installed()
+    threads = serve_granian.pick_threads(threads, serve_granian.batching_mode(app.config), server)
     process.prepare(app)
+    if server == "granian":
+        from ..servers.granian_server import GranianSettings
+
+        settings = GranianSettings(host=host, port=port, workers=workers, threads=threads,
+                                   runtime_threads=runtime_threads, backpressure=connection_limit,
+                                   header_timeout=request_timeout, drain_timeout=drain_timeout)
+        serve_granian.serve(app, env, settings, proxy, url_prefix)
+        return
+    _serve_waitress(app, host=host, port=port, threads=threads, url_prefix=url_prefix,
+                    channel_timeout=channel_timeout, connection_limit=connection_limit, proxy=proxy,
+                    request_timeout=request_timeout, drain_timeout=drain_timeout, grpc_port=grpc_port)
+
+
+def _serve_waitress(app: Any, *, host: str, port: int, threads: int, url_prefix: str, channel_timeout: int,
+                    connection_limit: int, proxy: dict[str, Any], request_timeout: float, drain_timeout: float,
+                    grpc_port: int | None) -> None:
+    """waitress with its deadlines and drain, and gRPC beside it when asked."""
+    from ..servers import waitress_server, wsgi_layers
+
     try:
         server = waitress_server.create(
-            app, host=host, port=port, threads=threads, url_prefix=url_prefix,
+            # Our prefix layer, not waitress's url_prefix: waitress serves paths outside it too.
+            wsgi_layers.wrap(app, url_prefix=url_prefix), host=host, port=port, threads=threads,
             channel_timeout=channel_timeout, connection_limit=connection_limit,
             # Slow clients are buffered by waitress's event loop, not a worker thread; idle
             # ones are closed when it next looks (every cleanup_interval, 30 s by default),
@@ -74,8 +136,9 @@ def serve(host: str, port: int, threads: int, env: str | None, channel_timeout: 
     grpc_server = _grpc_server(app, host, grpc_port) if grpc_port is not None else None
     for bound_host, bound_port in waitress_server.listening(server):
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        click.echo(f"iris-service serving on http://{shown}:{bound_port}{server.adj.url_prefix} "
-                   f"({threads} threads)", err=True)
+        prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
+        click.echo(f"iris-service serving on http://{shown}:{bound_port}{prefix} "
+                   f"(waitress, {threads} threads)", err=True)
     if grpc_server is None:
         waitress_server.run(server, drain_timeout=drain_timeout)
         return
@@ -113,13 +176,13 @@ def _grpc_server(app: Any, host: str, port: int) -> Any:
         # The REST app's payload log too: one queue, one writer, flushed by one exit hook.
         payload_log = state.payload_log.log if state.payload_log is not None else None
         return create_server(state.dataplane, app.config, host=host, port=port, registry=registry,
-                             payload_log=payload_log)
+                             tracer=getattr(state.tracing, "tracer", None), payload_log=payload_log)
     except OSError as exc:
         raise click.ClickException(f"Cannot listen on {host}:{port} for gRPC: {exc}") from None
 
 
 def _proxy_settings(trusted_proxy: str | None, headers: str) -> dict[str, Any]:
-    """waitress's trusted proxy settings, refusing the half-configured cases.
+    """The trusted proxy settings (waitress's names, our layer's under granian), refusing the half-configured cases.
 
     waitress would silently trust X-Forwarded-Proto for a proxy given without
     headers (with a deprecation warning); naming them is required here instead.
@@ -133,4 +196,10 @@ def _proxy_settings(trusted_proxy: str | None, headers: str) -> dict[str, Any]:
         raise click.UsageError(
             "--trusted-proxy needs --trusted-proxy-headers, e.g. 'x-forwarded-for x-forwarded-proto'."
         )
+    from ..servers.wsgi_layers import check_proxy_headers
+
+    try:
+        check_proxy_headers(names)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     return {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": names}

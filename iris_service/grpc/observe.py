@@ -5,7 +5,8 @@ gRPC code name as ``status`` and the full method as ``method``, on the same
 ``iris_service.requests`` logger, so one log query finds both transports'
 calls. ``x-request-id`` metadata is kept when it is a safe token (else a new
 id is made) and sent back in the trailing metadata, refused calls included:
-the auth interceptor runs inside this one.
+the auth interceptor runs inside this one. With a tracer each call is also a
+server span (``tracing.py``).
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from typing import Any
 import grpc
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from . import tracing
 
 LOGGER_NAME = "iris_service.requests"
 REQUEST_ID_KEY = "x-request-id"
@@ -74,12 +77,13 @@ class ObserveInterceptor(grpc.ServerInterceptor):
     """Request id in and out, then one log line and the metrics when the call ends."""
 
     def __init__(self, metrics: GrpcMetrics, log_format: str = "json", level: int = logging.INFO,
-                 payload_log: Any = None) -> None:
+                 tracer: Any = None, payload_log: Any = None) -> None:
         self.metrics = metrics
         self.payload_log = payload_log
         self.log_format = log_format
         self.level = level
         self.logger = logging.getLogger(LOGGER_NAME)
+        self.tracer = tracer  # None: no spans (TRACING_ENABLED off)
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
@@ -90,20 +94,22 @@ class ObserveInterceptor(grpc.ServerInterceptor):
             # the health servicer's non-blocking Watch into one that holds a thread.
             return handler
         incoming = next((v for k, v in details.invocation_metadata or () if k == REQUEST_ID_KEY), "")
-        return handler._replace(unary_unary=self._unary(handler.unary_unary, details.method, incoming))
+        metadata = details.invocation_metadata
+        return handler._replace(unary_unary=self._unary(handler.unary_unary, details.method, incoming, metadata))
 
-    def _unary(self, behavior: Callable[..., Any], method: str, incoming: str) -> Callable[..., Any]:
+    def _unary(self, behavior: Callable[..., Any], method: str, incoming: str, metadata: Any) -> Callable[..., Any]:
         def call(request: Any, context: grpc.ServicerContext) -> Any:
             record, start = self._begin(context, incoming)
             token = _CURRENT.set(record)
             failed = True
-            try:
-                answer = behavior(request, context)
-                failed = False
-                return answer
-            finally:
-                _CURRENT.reset(token)
-                self._end(context, method, record, start, failed)
+            with tracing.call_span(self.tracer, method, metadata) as span:
+                try:
+                    answer = behavior(request, context)
+                    failed = False
+                    return answer
+                finally:
+                    _CURRENT.reset(token)
+                    tracing.finish(span, record, self._end(context, method, record, start, failed))
 
         return call
 
@@ -113,7 +119,7 @@ class ObserveInterceptor(grpc.ServerInterceptor):
         return CallRecord(request_id=rid), time.perf_counter()
 
     def _end(self, context: grpc.ServicerContext, method: str, record: CallRecord, start: float,
-             failed: bool) -> None:
+             failed: bool) -> grpc.StatusCode:
         seconds = time.perf_counter() - start
         code = _code_of(context, failed)
         short = method.rpartition("/")[2]
@@ -124,6 +130,7 @@ class ObserveInterceptor(grpc.ServerInterceptor):
         level = logging.ERROR if code in _ERROR_CODES else logging.INFO
         if level >= self.level and self.logger.isEnabledFor(level):
             self.logger.log(level, self._line(record, method, code, seconds, level, context))
+        return code
 
     def _line(self, record: CallRecord, method: str, code: grpc.StatusCode, seconds: float, level: int,
               context: grpc.ServicerContext) -> str:

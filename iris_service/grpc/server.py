@@ -67,15 +67,19 @@ class GrpcSettings:
             log_level=level if isinstance(level, int) else logging.INFO,
         )
 
-    def options(self) -> list[tuple[str, int]]:
-        """grpcio channel arguments: the message limit, streams per connection, no shared port."""
+    def options(self, reuse_port: bool = False) -> list[tuple[str, int]]:
+        """grpcio channel arguments: the message limit, streams per connection, whether the port is shared.
+
+        grpcio sets SO_REUSEPORT by default on Linux: a second server on a port in
+        use would bind silently and take part of the connections, so one process
+        owns its port, unless ``reuse_port``: gunicorn's workers each bind the same
+        one and the kernel spreads connections over them.
+        """
         return [
             # Larger messages are refused by grpcio itself with RESOURCE_EXHAUSTED, before decoding.
             ("grpc.max_receive_message_length", self.max_message_bytes),
             ("grpc.max_concurrent_streams", max(1, self.max_concurrent_rpcs // STREAMS_PER_CONNECTION_SHARE)),
-            # grpcio sets SO_REUSEPORT by default on Linux: a second server on a port in use
-            # would bind silently and steal half the connections. One process owns its port.
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(reuse_port)),
         ]
 
 
@@ -110,12 +114,16 @@ def create_server(
     host: str = "127.0.0.1",
     port: int = 0,
     registry: CollectorRegistry | None = None,
+    tracer: Any = None,
+    reuse_port: bool = False,
     payload_log: PayloadLog | None = None,
 ) -> GrpcServer:
     """Bind a gRPC server for ``plane`` on ``host:port`` (0: any free port); raises ``OSError`` if it cannot.
 
-    ``payload_log``: the REST app's, so both transports share one queue and writer; without it,
-    ``PAYLOAD_LOG`` in ``config`` gets a log of its own (its drops counted in ``registry``).
+    ``tracer`` (the REST app's, with ``TRACING_ENABLED``) makes a span of each
+    call; ``reuse_port`` lets several processes bind the same port. ``payload_log``: the
+    REST app's, so both transports share one queue and writer; without it, ``PAYLOAD_LOG``
+    in ``config`` gets a log of its own (its drops counted in ``registry``).
     """
     settings = GrpcSettings.from_config(config)
     metrics = GrpcMetrics(registry)
@@ -127,9 +135,9 @@ def create_server(
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="iris-grpc"),
         # The first is outermost: a call refused for its credentials still gets an id, a line, a count.
-        interceptors=[ObserveInterceptor(metrics, settings.log_format, settings.log_level, payload_log),
+        interceptors=[ObserveInterceptor(metrics, settings.log_format, settings.log_level, tracer, payload_log),
                       AuthInterceptor(settings.auth)],
-        options=settings.options(),
+        options=settings.options(reuse_port),
         # Beyond this many calls at once grpcio answers RESOURCE_EXHAUSTED instead of queueing forever.
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )

@@ -75,6 +75,7 @@ def score_file(
     on_error: str = "fail",
     progress: bool | None = None,
     ranges: RangePolicy | None = None,
+    explain: bool = False,
 ) -> ScoreReport:
     """Stream ``source`` through the model ``chunk_size`` rows at a time into ``output``.
 
@@ -99,17 +100,17 @@ def score_file(
         bar = stack.enter_context(ProgressBar(progress, row_count(source, in_fmt)))
         for chunk in read_chunks(source, in_fmt, chunk_size):
             if rej_writer is not None:
-                scored, bad = split_valid(chunk, model, ranges)
+                scored, bad = split_valid(chunk, model, ranges, explain)
                 if len(bad):
                     rej_writer.write(bad)
                     rejected += len(bad)
             else:
-                scored = score_frame(chunk, model, ranges=ranges)
+                scored = score_frame(chunk, model, ranges=ranges, explain=explain)
             writer.write(scored)
             rows += len(scored)
             bar.update(len(chunk))
         if writer.empty:
-            writer.write(score_frame(header_only(source, in_fmt), model))
+            writer.write(score_frame(header_only(source, in_fmt), model, explain=explain))
         if rej_writer is not None and rej_writer.empty:
             rej_tmp = None  # no rejects: no file
         writer.close()
@@ -152,6 +153,7 @@ def score_file_dask(
     workers: int = 1,
     threads: int = 2,
     ranges: RangePolicy | None = None,
+    explain: bool = False,
 ) -> ScoreReport:
     """Run ``score_frame`` over the partitions of ``source`` with ``dask.dataframe``.
 
@@ -188,7 +190,7 @@ def score_file_dask(
         # Each partition scores and writes its own part, then reports its counts:
         # one pass over the data and one small result back to the client.
         counts = frame.map_partitions(
-            _score_part, model, out_tmp, out_fmt, rej_tmp, ranges,
+            _score_part, model, out_tmp, out_fmt, rej_tmp, ranges, explain,
             meta={"rows": "int64", "rejected": "int64"}, enforce_metadata=False,
         ).compute(scheduler=client.get)
         rows, rejected = int(counts["rows"].sum()), int(counts["rejected"].sum())
@@ -210,6 +212,7 @@ def _score_part(
     fmt: str,
     rejects_dir: Path | None,
     ranges: RangePolicy | None,
+    explain: bool = False,
     partition_info: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Score one partition, write ``part.<n>`` (and its rejects), return the counts."""
@@ -218,9 +221,10 @@ def _score_part(
     number = int((partition_info or {}).get("number") or 0)
     name = f"part.{_part_name(number)}"
     if rejects_dir is None:
-        scored, bad = score_frame(frame, model, where=f"of partition {number}", ranges=ranges), frame.iloc[0:0]
+        scored = score_frame(frame, model, where=f"of partition {number}", ranges=ranges, explain=explain)
+        bad = frame.iloc[0:0]
     else:
-        scored, bad = split_valid(frame, model, ranges)
+        scored, bad = split_valid(frame, model, ranges, explain)
         if len(bad):
             with Writer(rejects_dir / f"{name}.csv", "csv") as writer:
                 writer.write(bad)

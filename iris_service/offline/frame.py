@@ -55,7 +55,7 @@ def output_columns(model: Model) -> list[str]:
 
 
 def score_frame(
-    frame: pd.DataFrame, model: Model, *, where: str = "", ranges: RangePolicy | None = None
+    frame: pd.DataFrame, model: Model, *, where: str = "", ranges: RangePolicy | None = None, explain: bool = False
 ) -> pd.DataFrame:
     """Append ``prediction``, ``label`` and ``proba_<class>`` columns to ``frame``.
 
@@ -64,16 +64,17 @@ def score_frame(
     number raises ``BatchInputError`` naming the column and the row (the
     frame's integer index + 1, so chunked readers that keep a running index
     report the row number in the whole file); ``where`` is added to the message
-    (for example "in partition 3").
+    (for example "in partition 3"). ``explain`` appends ``contribution_<feature>``
+    columns for the predicted class (``offline/explain.py``).
     """
     problems = find_problems(frame, model, limit=1, ranges=ranges)
     if problems:
         raise BatchInputError(describe(problems[0], frame, where))
-    return _scored(frame, model)
+    return _scored(frame, model, explain)
 
 
 def split_valid(
-    frame: pd.DataFrame, model: Model, ranges: RangePolicy | None = None
+    frame: pd.DataFrame, model: Model, ranges: RangePolicy | None = None, explain: bool = False
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score the rows that can be scored; the others come back with a ``reason``.
 
@@ -82,7 +83,7 @@ def split_valid(
     """
     problems = find_problems(frame, model, ranges=ranges)
     if not problems:
-        return _scored(frame, model), frame.iloc[0:0].assign(**{ROW_COLUMN: [], REASON_COLUMN: []})
+        return _scored(frame, model, explain), frame.iloc[0:0].assign(**{ROW_COLUMN: [], REASON_COLUMN: []})
     bad = sorted({p.position for p in problems})
     first = {}
     for problem in problems:
@@ -92,7 +93,7 @@ def split_valid(
     rejects[REASON_COLUMN] = [_reason(first[i]) for i in bad]
     keep = np.ones(len(frame), dtype=bool)
     keep[bad] = False
-    return _scored(frame.iloc[keep], model), rejects
+    return _scored(frame.iloc[keep], model, explain), rejects
 
 
 def find_problems(
@@ -163,24 +164,29 @@ def row_number(frame: pd.DataFrame, position: int) -> int:
     return position + 1
 
 
-def _scored(frame: pd.DataFrame, model: Model) -> pd.DataFrame:
+def _scored(frame: pd.DataFrame, model: Model, explain: bool = False) -> pd.DataFrame:
+    from .explain import contribution_columns, contribution_names
+
     if len(frame) == 0:
         # scikit-learn refuses 0 rows; Dask also calls this on empty metadata frames.
-        empty = _empty_columns(model)
+        empty = _empty_columns(model, contribution_names(model) if explain else [])
         return frame.assign(**{k: v for k, v in empty.items()})
-    prediction = model.predict(feature_matrix(frame, model))
+    x = feature_matrix(frame, model)
+    prediction = model.predict(x)
     columns = prediction_columns(prediction, model)
+    if explain:
+        columns.update(contribution_columns(x, prediction, model))
     out = frame.copy()
     for name, values in columns.items():
         out[name] = values
     return out
 
 
-def _empty_columns(model: Model) -> dict[str, Any]:
+def _empty_columns(model: Model, extra: list[str]) -> dict[str, Any]:
     import pandas as pd
 
     out: dict[str, Any] = {}
-    for name in output_columns(model):
+    for name in output_columns(model) + extra:
         if name == LABEL_COLUMN:
             out[name] = pd.Series([], dtype=object)
         elif name == PREDICTION_COLUMN and model.is_classifier:

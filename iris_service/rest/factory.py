@@ -10,7 +10,7 @@ from flask import Flask
 from ..settings import instance_path, load_settings
 from .app import IrisFlask
 from .blueprint import Api
-from .blueprints import admin, docs, drift, health, mlflow, models, predictions, ui, v1, v2
+from .blueprints import admin, docs, drift, explain, health, mlflow, models, predictions, ui, v1, v2
 from .errors import NATIVE, register_error_handlers
 from .json import OrjsonProvider
 from .middleware.compression import Compression
@@ -23,7 +23,7 @@ from .openapi import ApiKeyDocs
 from .state import ModelStore, state_of
 
 #: Documented in /openapi.json through flask-smorest, in this order.
-API_BLUEPRINTS = (predictions, health, models, drift, admin, v1, v2, mlflow)
+API_BLUEPRINTS = (predictions, health, models, explain, drift, admin, v1, v2, mlflow)
 #: Pages and assets, outside the OpenAPI document.
 PAGE_BLUEPRINTS = (docs, ui)
 

@@ -20,6 +20,9 @@ event loop with ``util.close_graceful``, which waits up to 2 s for the client to
 close: a client that never does stalls every connection of the worker for 2 s.
 Here that lingering is done by the event loop without blocking.
 
+It also runs the worker's companions (gRPC, started after the fork by
+``gunicorn.conf.py``) and drains them beside HTTP on SIGTERM (``companions.py``).
+
 Written against gunicorn 27's gthread; with a gthread that lacks the methods it
 builds on, :data:`ThreadWorker` is gthread itself and says so at start.
 """
@@ -36,6 +39,7 @@ from typing import Any
 from gunicorn import util
 from gunicorn.workers import gthread
 
+from .companions import CompanionsMixin
 from .deadlines import CROWDED_REQUEST_TIMEOUT, LINGER, timeout_response
 from .gunicorn_connection import TIMEOUT_ENV, Connection, request_timeout
 from .request_progress import CONTINUE, HAND_OVER, MORE, RequestProgress
@@ -47,8 +51,8 @@ BUFFER_BUDGET = 32 << 20
 LINGER_BYTES = 64 << 10
 
 
-class RequestTimeoutWorker(gthread.ThreadWorker):
-    """gthread, receiving each request in the event loop within the request timeout."""
+class RequestTimeoutWorker(CompanionsMixin, gthread.ThreadWorker):
+    """gthread, receiving each request in the event loop within the request timeout (and gRPC beside it)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -262,7 +266,7 @@ def _gthread_is_compatible() -> bool:
     return all(hasattr(gthread.ThreadWorker, name) for name in methods) and hasattr(gthread.TConn, "wait_for_data")
 
 
-class _PlainThreadWorker(gthread.ThreadWorker):  # pragma: no cover - only with another gunicorn
+class _PlainThreadWorker(CompanionsMixin, gthread.ThreadWorker):  # pragma: no cover - only with another gunicorn
     """gthread itself, for a gunicorn whose gthread this worker was not written for."""
 
     def init_process(self) -> None:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from ..runtime.batching import BatchedModel, batched
 from ..runtime.equivalence import stress_sample
 from .drift import DriftMonitor
 from .ranges import RangePolicy
+
+if TYPE_CHECKING:
+    from .explain import ExplainResult
 from .registry import ModelSource, Registry
 from .settings import ServingSettings
 
@@ -150,6 +153,12 @@ class DataPlane:
         with span("encode"):
             answer = protocol.encode(prediction, model, decoded)
         return InferResult(model, rows, prediction, answer, x)
+
+    def explain(self, model: Model, body: Any, protocol: Protocol, *, named: bool = True) -> ExplainResult:
+        """Each feature's contribution to each class's score for one request (``serving/explain.py``)."""
+        from .explain import explain
+
+        return explain(self, model, body, protocol, named=named)
 
     def check_rows(
         self, model: Model, x: Any, error: type[IrisServiceError] = InvalidInput, decoded: Decoded | None = None

@@ -210,7 +210,10 @@ class DriftMonitor:
         if not self.settings.enabled:
             return DISABLED
         if self.tracker(model) is None:
-            return f"Model {model.name!r} version {model.version!r} {NO_PROFILE}; train it with 'iris-service train'."
+            return (
+                f"Model {model.name!r} version {model.version!r} {NO_PROFILE}; train it with "
+                "'iris-service train' or register it again with --background FILE (a CSV of its training rows)."
+            )
         return None
 
 

@@ -65,8 +65,10 @@ class Config:
     # 10,000 rows of 4 numbers is ~400 kB of JSON; 16 MiB leaves room for wide models.
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     ADMIN_TOKEN: str | None = None
-    # iris-service serve --grpc-port: the largest message (null: MAX_CONTENT_LENGTH), worker
-    # threads, and calls at once before RESOURCE_EXHAUSTED.
+    # gRPC beside HTTP: its port under `serve` (--grpc-port wins) and in every gunicorn worker
+    # (null: off), the largest message (null: MAX_CONTENT_LENGTH), threads per process, and
+    # calls at once before RESOURCE_EXHAUSTED.
+    GRPC_PORT: int | None = None
     GRPC_MAX_MESSAGE_BYTES: int | None = None
     GRPC_THREADS = 8
     GRPC_MAX_CONCURRENT_RPCS = 64

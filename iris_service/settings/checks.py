@@ -14,13 +14,16 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "MAX_CONTENT_LENGTH": (int, 1, 2**40),
     "COMPRESS_MIN_SIZE": (int, 0, 2**40),
     "COMPRESS_LEVEL": (int, 0, 9),
+    # Not 0 (any free port): each worker process would get a different one.
+    "GRPC_PORT": (int, 1, 65535),
     # grpcio takes message limits as a C int.
     "GRPC_MAX_MESSAGE_BYTES": (int, 1, 2**31 - 1),
     "GRPC_THREADS": (int, 1, 1024),
     "GRPC_MAX_CONCURRENT_RPCS": (int, 1, 10**6),
 }
-#: Numbers that may be null: MAX_CONTENT_LENGTH (no limit), GRPC_MAX_MESSAGE_BYTES (MAX_CONTENT_LENGTH's).
-_NULLABLE = frozenset({"MAX_CONTENT_LENGTH", "GRPC_MAX_MESSAGE_BYTES"})
+#: Numbers that may be null: MAX_CONTENT_LENGTH (no limit), GRPC_MAX_MESSAGE_BYTES (MAX_CONTENT_LENGTH's),
+#: GRPC_PORT (no gRPC).
+_NULLABLE = frozenset({"MAX_CONTENT_LENGTH", "GRPC_MAX_MESSAGE_BYTES", "GRPC_PORT"})
 _BOOLEANS = ("PICKLE_ALLOWED", "ALLOW_VERSION_MISMATCH", "API_KEYS_PROTECT_PROBES", "API_KEYS_PROTECT_DOCS",
              "COMPRESS_RESPONSES", "METRICS_ENABLED", "TRACING_ENABLED", "UI_ENABLED")
 #: Lists of text (keys, origins, type names): a list of strings, or ``"a,b"`` as the environment gives them.

@@ -29,6 +29,8 @@ DESCRIPTIONS: dict[str, str] = {
     "MAX_CONTENT_LENGTH": "Request body limit in bytes (413 beyond; a larger Content-Length is refused "
                           "before the body is read); null: no limit.",
     "ADMIN_TOKEN": "Bearer token that enables the admin and V2 repository routes (404 while unset).",
+    "GRPC_PORT": "Serve gRPC on this port beside HTTP (`serve`; under gunicorn in every worker, one shared "
+                 "port); `--grpc-port` wins over it. Null: no gRPC.",
     "GRPC_MAX_MESSAGE_BYTES": "With `--grpc-port`: the largest gRPC message (null: `MAX_CONTENT_LENGTH`).",
     "GRPC_THREADS": "With `--grpc-port`: threads serving gRPC calls.",
     "GRPC_MAX_CONCURRENT_RPCS": "With `--grpc-port`: calls at once before RESOURCE_EXHAUSTED.",

@@ -2,21 +2,21 @@
 
 Clients written for either call ``POST /v1/models/<name>:predict`` unchanged;
 errors answer ``{"error": "..."}`` as both specify. ``:explain`` (KServe's
-explainer verb) has its own route so that it answers a clear 501 rather than
-a 405 from ``/models/<name>`` reading ``iris:explain`` as a model name.
+explainer verb) answers per-feature contributions (``blueprints/explain.py``).
 """
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 from flask.views import MethodView
 
-from ...errors import IrisServiceError
 from ...protocols import v1
 from ..blueprint import Blueprint
 from ..errors import PLAIN
+from ..schemas.explain import V1ExplainResponseSchema
 from ..schemas.v1 import V1ModelSchema, V1PredictRequestSchema, V1PredictResponseSchema
 from ..state import dataplane, infer
+from .explain import NOT_EXPLAINABLE, explain
 
 # Invalid bodies are 400, as TensorFlow Serving and KServe answer.
 blp = Blueprint("v1", __name__, url_prefix="/v1", description="KServe V1 / TensorFlow Serving REST protocol.",
@@ -37,27 +37,18 @@ class Predict(MethodView):
         return infer(name, body, v1)  # type: ignore[no-any-return]
 
 
-class ExplanationsUnavailable(IrisServiceError):
-    """The model is served but this server computes no explanations (501, gRPC's UNIMPLEMENTED)."""
-
-    status = 501
-    message = "Explanations are not available."
-
-
 @blp.route("/models/<name>:explain")
 class Explain(MethodView):
-    # No 200 is documented: none is ever answered, until explanations are built.
-    @blp.errors(404, (501, "This server computes no explanations yet"), 503)
-    def post(self, name: str) -> NoReturn:
-        """KServe V1 explain: not implemented yet (501) for a served model, 404 for an unknown one.
+    @blp.arguments(V1PredictRequestSchema)
+    @blp.response(200, V1ExplainResponseSchema)
+    @blp.errors(400, 404, 413, 415, NOT_EXPLAINABLE, 503)
+    def post(self, body: dict[str, Any], name: str) -> dict[str, Any]:
+        """KServe V1 explain: each feature's contribution to each class's score, for every row.
 
-        The body is not read: whatever it holds, no explanation can be computed.
+        The body is `:predict`'s (`instances` or `inputs`); the answer is
+        `/models/<name>/explain`'s for a batch, without the model's name.
         """
-        model = dataplane().model(name)
-        raise ExplanationsUnavailable(
-            f"Explanations are not available for model {model.name!r}: this server does not compute them "
-            f"yet. Use POST /v1/models/{model.name}:predict for predictions."
-        )
+        return explain(name, body, v1, named=False)  # type: ignore[no-any-return]
 
 
 @blp.route("/models/<name>")

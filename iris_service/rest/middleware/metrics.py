@@ -3,8 +3,8 @@
 Each app gets its own ``CollectorRegistry`` so that two apps in one process (the test
 suite builds many) never collide on metric names. Under gunicorn with several workers,
 ``PROMETHEUS_MULTIPROC_DIR`` switches prometheus-client to its multiprocess mode and the
-scrape aggregates every worker's files (``gunicorn.conf.py`` prepares the directory and
-marks dead workers).
+scrape aggregates every worker's files (``gunicorn.conf.py`` and ``iris-service serve``
+prepare the directory; dead workers' live gauges are dropped: ``metrics_multiproc``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from prometheus_client.exposition import choose_encoder
 
 from ..state import EXTENSION_KEY, noted_result, state_of
 from .metrics_drift import register_scrape_series
+from .metrics_multiproc import drop_dead
 from .metrics_series import known_routes, loaded_classes
 
 SCRAPE_ENDPOINT = "iris_metrics.scrape"
@@ -102,6 +103,7 @@ class AppMetrics:
         # Known label sets are created at zero on the first request or scrape, and after a load.
         self._known_stale = True
 
+        self.multiproc_dir = multiproc_dir
         if multiproc_dir is None:
             self.scrape_registry = registry
             ProcessCollector(registry=registry)
@@ -135,6 +137,8 @@ class AppMetrics:
         """Encode the registry in the format the scraper asked for."""
         if self._known_stale:
             self.create_known_series(current_app._get_current_object())
+        if self.multiproc_dir is not None:
+            drop_dead(self.multiproc_dir)  # a worker that died since: its in-flight gauge no longer counts
         encode, content_type = choose_encoder(accept)
         return Response(encode(self.scrape_registry), headers={"Content-Type": content_type})
 
@@ -259,8 +263,8 @@ class Metrics:
         path = multiprocess_dir()
         if path is not None and not os.path.isdir(path):
             raise RuntimeError(
-                f"{MULTIPROC_ENV}={path} is not a directory: gunicorn.conf.py creates it, "
-                "any other server must create (and empty) it before start"
+                f"{MULTIPROC_ENV}={path} is not a directory: gunicorn.conf.py and iris-service serve "
+                "create it, any other server must create (and empty) it before start"
             )
         state = AppMetrics(path)
         register_scrape_series(state.scrape_registry, app, multiprocess=path is not None)

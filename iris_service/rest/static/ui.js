@@ -140,7 +140,79 @@
     resetBars();
   }
 
+  // After a prediction, the explain route's contributions to the predicted class's score, as bars:
+  // one per feature, right of the middle line when it pushes towards that class, left when against.
+  var explanation = document.getElementById("explanation");
+
+  function hideExplanation() {
+    if (explanation) { explanation.hidden = true; }
+  }
+
+  function showContributions(answer) {
+    var index = answer.classes.indexOf(answer.label);
+    var parts = answer.contributions[index];
+    var largest = Math.max.apply(null, parts.map(Math.abs)) || 1;
+    var list = document.getElementById("contributions");
+    list.textContent = "";
+    answer.features.forEach(function (name, i) {
+      var value = parts[i];
+      var item = document.createElement("li");
+      item.className = "contribution " + (value < 0 ? "negative" : "positive");
+      item.dataset.feature = name;
+      item.dataset.value = String(value);
+      var label = document.createElement("span");
+      label.className = "contribution-label";
+      label.textContent = name.replace(/_/g, " ");
+      var track = document.createElement("span");
+      track.className = "contribution-track";
+      var left = document.createElement("span");
+      left.className = "contribution-half left";
+      var right = document.createElement("span");
+      right.className = "contribution-half right";
+      var fill = document.createElement("span");
+      fill.className = "contribution-fill";
+      fill.style.width = (Math.abs(value) / largest * 100).toFixed(1) + "%";  // CSSOM: allowed by the CSP
+      (value < 0 ? left : right).appendChild(fill);
+      track.appendChild(left);
+      track.appendChild(right);
+      var shown = document.createElement("span");
+      shown.className = "contribution-value";
+      shown.textContent = (value < 0 ? "\u2212" : "+") + Math.abs(value).toFixed(3);
+      item.setAttribute("aria-label", name + ": " + (value < 0 ? "against " : "for ") + answer.label + ", " +
+                        shown.textContent);
+      item.appendChild(label);
+      item.appendChild(track);
+      item.appendChild(shown);
+      list.appendChild(item);
+    });
+    var space = answer.output === "probability" ? "probability" : "score (decision function)";
+    document.getElementById("explain-summary").textContent = "Each feature's contribution to the " +
+      answer.label + " " + space + ", from a baseline of " + answer.baseline[index].toFixed(3) +
+      " (" + (answer.method === "linear" ? "exact, from the training means" : "TreeSHAP") + ").";
+    document.getElementById("explain-heading").textContent = "Why " + answer.label;
+    explanation.hidden = false;
+  }
+
+  // No explanation (this model cannot be explained, or the request failed): say why, in one line.
+  function showNoExplanation(text) {
+    document.getElementById("contributions").textContent = "";
+    document.getElementById("explain-heading").textContent = "No explanation";
+    document.getElementById("explain-summary").textContent = text;
+    explanation.hidden = false;
+  }
+
+  function explain(headers, sent) {
+    if (!explanation || !form.dataset.explainEndpoint) { return undefined; }
+    return fetch(form.dataset.explainEndpoint, { method: "POST", headers: headers, body: sent })
+      .then(function (response) {
+        return response.json().then(function (payload) {
+          if (response.ok) { showContributions(payload); } else { showNoExplanation(payload.message || payload.error); }
+        });
+      }).catch(function () { showNoExplanation("The explanation could not be fetched."); });
+  }
+
   function resetBars() {
+    hideExplanation();
     form.ownerDocument.querySelectorAll(".bar").forEach(function (bar) {
       bar.querySelector(".bar-fill").style.width = "0%";
       bar.querySelector(".bar-value").textContent = "–";
@@ -198,14 +270,18 @@
     if (keyInput) { rememberKey(key); }  // an emptied field forgets the key too
     summary.textContent = "Predicting…";
     form.setAttribute("aria-busy", "true");
+    hideExplanation();
+    var sent = JSON.stringify(body());
     fetch(form.dataset.endpoint, {
       method: "POST",
       headers: headers,
-      body: JSON.stringify(body())
+      body: sent
     }).then(function (response) {
       if (response.status === 401) { showUnauthorized(key); return undefined; }
       return response.json().then(function (payload) {
-        if (response.ok) { showAnswer(payload); } else { showErrors(payload); }
+        if (!response.ok) { showErrors(payload); return undefined; }
+        showAnswer(payload);
+        return explain(headers, sent);  // the form is "done" once the explanation is shown too
       }, function () {
         showRefusal("The server answered " + response.status + " without a JSON body.");
       });
