@@ -116,3 +116,29 @@ def test_gunicorn_workers_share_one_rotated_file_without_losing_or_mixing_lines(
         assert path.stat().st_size <= 4096
     # Every line whole (parsed), every request once.
     assert sorted(str(r["request_id"]) for r in records_in(*files)) == sorted(f"g-{i}" for i in range(200))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gunicorn workers sharing a gRPC port: Linux")
+def test_grpc_in_gunicorn_workers_shares_the_rest_apps_payload_log(iris_artifact, tmp_path) -> None:
+    """Each worker's gRPC server records into the app's log (one counter in /metrics, one exit flush)."""
+    import numpy as np
+    import tritonclient.grpc as triton
+
+    port, grpc_port, out = free_port(), free_port(), tmp_path / "payloads.jsonl"
+    env = {
+        **server_env(iris_artifact, tmp_path, IRIS_SERVICE_PAYLOAD_LOG=str(out), IRIS_SERVICE_GRPC_PORT=str(grpc_port)),
+        "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2",
+    }
+    args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
+    with run_server(args, env, port, cwd=ROOT, output=tmp_path / "gunicorn.log") as (base, proc):
+        with triton.InferenceServerClient(f"127.0.0.1:{grpc_port}") as client:
+            for i in range(4):
+                tensor = triton.InferInput("input-0", [1, 4], "FP64")
+                tensor.set_data_from_numpy(np.array([ROWS[i % 3]]))
+                client.infer("iris", [tensor], headers={"x-request-id": f"gw-{i}"})
+        send(base, 2, "rest")
+        assert "iris_payload_log_dropped" in requests.get(f"{base}/metrics", timeout=10).text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert sorted(str(r["request_id"]) for r in records_in(out)) == ["gw-0", "gw-1", "gw-2", "gw-3", "rest-0", "rest-1"]
+    assert "Traceback" not in (tmp_path / "gunicorn.log").read_text(errors="replace")
