@@ -29,8 +29,10 @@ def grpc_server(app: Any, host: str, port: int, *, reuse_port: bool = False) -> 
     # The app's registry, so /metrics shows the gRPC series too (none with METRICS_ENABLED off).
     registry = getattr(state.metrics, "registry", None)
     tracer = getattr(state.tracing, "tracer", None)
+    # The REST app's payload log: one queue and writer per process for both transports, one counter.
+    payload_log = state.payload_log.log if state.payload_log is not None else None
     return create_server(state.dataplane, app.config, host=host, port=port, registry=registry, tracer=tracer,
-                         reuse_port=reuse_port)
+                         reuse_port=reuse_port, payload_log=payload_log)
 
 
 def configured_port(app: Any) -> int | None:

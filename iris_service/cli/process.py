@@ -17,7 +17,7 @@ from .log_writer import configure_request_log
 
 
 def prepare(app: Any) -> None:
-    """Request log to stderr at the app's level, waitress's and our warnings shown, heap settled, batchers closed at exit."""
+    """Request log to stderr at the app's level, warnings shown, heap settled; exit hooks for batchers and payload log."""
     # As waitress.serve does: its warnings (queue depth, socket errors) and our
     # errors' tracebacks reach stderr; the request log has its own handler.
     logging.basicConfig()
@@ -26,6 +26,9 @@ def prepare(app: Any) -> None:
     state = app.extensions.get(EXTENSION_KEY)
     if state is not None and state.dataplane is not None:
         atexit.register(state.dataplane.close)
+    if state is not None and state.payload_log is not None:
+        # After SIGTERM's drain the server returns and the process exits: the queued records go first.
+        atexit.register(state.payload_log.close)
     settle_heap(app.config.get("GC_THRESHOLD"))
 
 

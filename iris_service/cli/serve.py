@@ -173,8 +173,10 @@ def _grpc_server(app: Any, host: str, port: int) -> Any:
     # The app's registry, so /metrics shows the gRPC series too (none with METRICS_ENABLED off).
     registry = getattr(state.metrics, "registry", None)
     try:
+        # The REST app's payload log too: one queue, one writer, flushed by one exit hook.
+        payload_log = state.payload_log.log if state.payload_log is not None else None
         return create_server(state.dataplane, app.config, host=host, port=port, registry=registry,
-                             tracer=getattr(state.tracing, "tracer", None))
+                             tracer=getattr(state.tracing, "tracer", None), payload_log=payload_log)
     except OSError as exc:
         raise click.ClickException(f"Cannot listen on {host}:{port} for gRPC: {exc}") from None
 

@@ -105,6 +105,8 @@ def worker_app(env: str | None, layers: dict[str, Any]) -> Any:
     state = app.extensions.get(EXTENSION_KEY)
     if state is not None and state.dataplane is not None:
         multiprocessing.util.Finalize(None, state.dataplane.close, exitpriority=20)
+    if state is not None and state.payload_log is not None:  # after the drain: the records still queued
+        multiprocessing.util.Finalize(None, state.payload_log.close, exitpriority=15)
     multiprocessing.util.Finalize(None, log_writer.flush, exitpriority=10)
     return wsgi_layers.wrap(app, **layers)
 

@@ -1,4 +1,4 @@
-"""Request ids, one request log line and the metrics of every gRPC call: the outermost interceptor.
+"""Request ids, one request log line, the metrics and the payload log of every gRPC call: the outermost interceptor.
 
 The line has the REST line's fields (``rest/middleware/request_log``) with the
 gRPC code name as ``status`` and the full method as ``method``, on the same
@@ -44,6 +44,8 @@ class CallRecord:
     request_id: str
     model: Any = None
     rows: int | None = None
+    #: The answered ``InferResult``, for the payload log.
+    result: Any = None
 
 
 _CURRENT: ContextVar[CallRecord | None] = ContextVar("iris_grpc_call", default=None)
@@ -75,8 +77,9 @@ class ObserveInterceptor(grpc.ServerInterceptor):
     """Request id in and out, then one log line and the metrics when the call ends."""
 
     def __init__(self, metrics: GrpcMetrics, log_format: str = "json", level: int = logging.INFO,
-                 tracer: Any = None) -> None:
+                 tracer: Any = None, payload_log: Any = None) -> None:
         self.metrics = metrics
+        self.payload_log = payload_log
         self.log_format = log_format
         self.level = level
         self.logger = logging.getLogger(LOGGER_NAME)
@@ -122,6 +125,8 @@ class ObserveInterceptor(grpc.ServerInterceptor):
         short = method.rpartition("/")[2]
         self.metrics.requests.labels(short, code.name).inc()
         self.metrics.duration.labels(short).observe(seconds)
+        if self.payload_log is not None and record.result is not None and code is grpc.StatusCode.OK:
+            self.payload_log.record(record.request_id, record.result)
         level = logging.ERROR if code in _ERROR_CODES else logging.INFO
         if level >= self.level and self.logger.isEnabledFor(level):
             self.logger.log(level, self._line(record, method, code, seconds, level, context))

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from prometheus_client import CollectorRegistry
 
 from ..serving import DataPlane
+from ..serving.payload_log import PayloadLog, PayloadLogSettings, dropped_counter
 from .auth import AuthInterceptor, AuthSettings
 from .health import ModelHealth
 from .observe import GrpcMetrics, ObserveInterceptor
@@ -85,11 +86,14 @@ class GrpcSettings:
 class GrpcServer:
     """A bound grpcio server and its health service; ``stop`` drains like waitress's SIGTERM."""
 
-    def __init__(self, server: grpc.Server, port: int, health: ModelHealth, threads: int) -> None:
+    def __init__(self, server: grpc.Server, port: int, health: ModelHealth, threads: int,
+                 payload_log: PayloadLog | None = None) -> None:
         self.server = server
         self.port = port
         self.health = health
         self.threads = threads
+        #: The payload log this server made for itself (None: off, or the REST app's): close it after ``stop``.
+        self.payload_log = payload_log
 
     def start(self) -> None:
         self.server.start()
@@ -112,18 +116,26 @@ def create_server(
     registry: CollectorRegistry | None = None,
     tracer: Any = None,
     reuse_port: bool = False,
+    payload_log: PayloadLog | None = None,
 ) -> GrpcServer:
     """Bind a gRPC server for ``plane`` on ``host:port`` (0: any free port); raises ``OSError`` if it cannot.
 
     ``tracer`` (the REST app's, with ``TRACING_ENABLED``) makes a span of each
-    call; ``reuse_port`` lets several processes bind the same port.
+    call; ``reuse_port`` lets several processes bind the same port. ``payload_log``: the
+    REST app's, so both transports share one queue and writer; without it, ``PAYLOAD_LOG``
+    in ``config`` gets a log of its own (its drops counted in ``registry``).
     """
     settings = GrpcSettings.from_config(config)
     metrics = GrpcMetrics(registry)
+    own_log = None
+    if payload_log is None:
+        payload_settings = PayloadLogSettings.from_config(config)
+        if payload_settings is not None:
+            payload_log = own_log = PayloadLog(payload_settings, dropped_counter(metrics.registry))
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="iris-grpc"),
         # The first is outermost: a call refused for its credentials still gets an id, a line, a count.
-        interceptors=[ObserveInterceptor(metrics, settings.log_format, settings.log_level, tracer),
+        interceptors=[ObserveInterceptor(metrics, settings.log_format, settings.log_level, tracer, payload_log),
                       AuthInterceptor(settings.auth)],
         options=settings.options(reuse_port),
         # Beyond this many calls at once grpcio answers RESOURCE_EXHAUSTED instead of queueing forever.
@@ -145,7 +157,7 @@ def create_server(
         raise OSError(f"cannot bind {address}: {exc}") from None
     if not bound:
         raise OSError(f"cannot bind {address}")
-    return GrpcServer(server, bound, health, settings.threads)
+    return GrpcServer(server, bound, health, settings.threads, own_log)
 
 
 def _reflection_pool() -> Any:

@@ -93,7 +93,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         record.model = model
         body, raw = convert.infer_request(request, model, self.plane.limits)
         result = self.plane.run(model, body, v2)
-        record.rows = result.rows
+        record.rows, record.result = result.rows, result
         return convert.infer_response(result.answer, raw)
 
     @_answers

@@ -15,6 +15,7 @@ from .errors import NATIVE, register_error_handlers
 from .json import OrjsonProvider
 from .middleware.compression import Compression
 from .middleware.metrics import Metrics
+from .middleware.payload_log import PayloadLogging
 from .middleware.request_log import RequestLog
 from .middleware.security import Security, needs_api_key
 from .middleware.tracing import Tracing
@@ -63,11 +64,12 @@ def init_extensions(app: Flask) -> None:
     gets an id, a duration and a log line written last with the final status;
     Compression before Security, so the security-headers hook sees (and hashes)
     the uncompressed HTML. Metrics exist before the models load, so start-up
-    loads are counted.
+    loads are counted; the payload log after metrics, whose registry counts its drops.
     """
     Tracing().init_app(app)
     RequestLog().init_app(app)
     Metrics().init_app(app)
+    PayloadLogging().init_app(app)
     Compression().init_app(app)
     Security().init_app(app)
     store = ModelStore()

@@ -32,6 +32,8 @@ class ServiceState:
     security: Any = None
     compression: Any = None
     tracing: Any = None
+    #: ``hook(g, result)`` after each answered inference (``middleware/payload_log``); None when off.
+    payload_log: Any = None
 
 
 def state_of(app: Flask) -> ServiceState:
@@ -53,14 +55,21 @@ def dataplane() -> DataPlane:
 def infer(name: str | None, body: Any, protocol: Any, version: str | None = None) -> Any:
     """Run one request through the data plane and note what the hooks record; return the answer.
 
-    The model is noted before decoding, so a refused request's log line still names it.
+    The model is noted before decoding, so a refused request's log line still names it;
+    the payload log (when on) gets the answered result.
     """
-    plane = dataplane()
+    service = current_app.extensions[EXTENSION_KEY]
+    plane = service.dataplane
+    if plane is None:
+        raise RuntimeError("iris-service blueprints need ModelStore().init_app(app) first")
     ctx = g._get_current_object()
     model = plane.model(name, version)
     setattr(ctx, MODEL, model)
     result = plane.run(model, body, protocol)
     setattr(ctx, RESULT, result)
+    payload_log = service.payload_log
+    if payload_log is not None:
+        payload_log(ctx, result)
     return result.answer
 
 

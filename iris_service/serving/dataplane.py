@@ -50,6 +50,8 @@ class InferResult(NamedTuple):
     rows: int
     prediction: Prediction
     answer: Any
+    #: The decoded rows the model saw (float64, one row per input): what payload logs record.
+    x: Any = None
 
     def class_counts(self) -> list[tuple[str, int]]:
         """Rows per predicted class name; empty for regressors (and classes without names)."""
@@ -150,7 +152,7 @@ class DataPlane:
         self.drift.observe(model, x)  # a copy into the model's window; statistics are computed on read
         with span("encode"):
             answer = protocol.encode(prediction, model, decoded)
-        return InferResult(model, rows, prediction, answer)
+        return InferResult(model, rows, prediction, answer, x)
 
     def explain(self, model: Model, body: Any, protocol: Protocol, *, named: bool = True) -> ExplainResult:
         """Each feature's contribution to each class's score for one request (``serving/explain.py``)."""

@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from .checks import check_settings
 from .drift import check_drift
 from .paths import model_file_problem
+from .payload import check_payload_log
 
 __all__ = ["CONFIGS", "Config", "ConfigError", "load_settings"]
 
@@ -103,6 +104,13 @@ class Config:
     # Swagger UI's assets come from the swagger-ui-bundle wheel and are served by
     # rest/blueprints/docs.py, so /docs works on a machine with no internet access.
     OPENAPI_SWAGGER_UI_URL = "/docs/assets/"
+    # Payload logs (off): a JSON-lines file path or an http(s):// URL receiving CloudEvents;
+    # the share of requests logged, rotation size and files kept, records waiting at most.
+    PAYLOAD_LOG: str | None = None
+    PAYLOAD_LOG_SAMPLE = 1.0
+    PAYLOAD_LOG_MAX_BYTES = 100 * 1024 * 1024
+    PAYLOAD_LOG_BACKUPS = 5
+    PAYLOAD_LOG_QUEUE = 10_000
 
 
 class DevelopmentConfig(Config):
@@ -158,7 +166,7 @@ def resolve_config_class(config: str | type | Mapping[str, Any] | None) -> type[
 
 #: Settings read from the environment as text, never as JSON: lists are comma-separated,
 #: and a key or token such as ``0``, ``null`` or ``123`` stays the string it is.
-STRING_SETTINGS = frozenset({"ADMIN_TOKEN"})
+STRING_SETTINGS = frozenset({"ADMIN_TOKEN", "PAYLOAD_LOG"})
 LIST_SETTINGS = frozenset({"API_KEYS", "CORS_ORIGINS", "SKOPS_TRUSTED_TYPES", "TRUSTED_KEYS"})
 
 
@@ -179,6 +187,7 @@ def load_settings(config: str | type | Mapping[str, Any] | None, instance: Path 
         settings["MODEL_PATH"] = str(default_model_path(instance))
     check_settings(settings)
     check_drift(settings)
+    check_payload_log(settings)
     if cls is ProductionConfig or settings.get("ENV_NAME") == "production":
         # Whatever instance files or variables say, the debugger never runs here.
         settings["DEBUG"] = False

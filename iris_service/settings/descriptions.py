@@ -62,4 +62,10 @@ DESCRIPTIONS: dict[str, str] = {
     "DRIFT_ENABLED": "Track served values against the training deciles in the manifest (histograms, "
                      "out-of-range counts, PSI per feature; `GET /models/<name>/drift`).",
     "DRIFT_WINDOW": "Rows per model in the sliding window the PSI is computed over (100 to 1,000,000).",
+    "PAYLOAD_LOG": "Payload logs of answered requests (id, time, model, version, inputs, outputs): `off`, "
+                   "a JSON-lines file path, or an `http(s)://` URL receiving KServe-style CloudEvents.",
+    "PAYLOAD_LOG_SAMPLE": "Share of answered requests the payload log records (above 0, at most 1).",
+    "PAYLOAD_LOG_MAX_BYTES": "Size past which the payload log file is rotated (1024 bytes or more).",
+    "PAYLOAD_LOG_BACKUPS": "Rotated payload log files kept (`file.1` newest); 0 starts the file again.",
+    "PAYLOAD_LOG_QUEUE": "Payload records waiting for the writer at most; more are dropped and counted.",
 }

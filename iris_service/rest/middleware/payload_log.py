@@ -1,0 +1,48 @@
+"""Payload logs for REST: each answered inference's rows and prediction, under the request's id.
+
+``state.infer`` calls the hook right after the data plane answered, with the
+``InferResult`` it already holds: no extra request hook, and nothing at all
+when ``PAYLOAD_LOG`` is off. The record holds what the model saw and said, never a header, a
+query string or a key (``serving/payload_sinks.record_of``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, request
+
+from ...serving.payload_log import PayloadLog, PayloadLogSettings, dropped_counter
+from ..state import state_of
+from .request_log import _request_id
+
+
+class PayloadLogHook:
+    """What ``state.infer`` calls: the request's id (as ``X-Request-ID`` answers it) and its result."""
+
+    def __init__(self, payload_log: PayloadLog) -> None:
+        self.log = payload_log
+
+    def __call__(self, ctx: Any, result: Any) -> None:
+        rid = ctx.get("request_id")  # set by the request log's before_request hook
+        self.log.record(rid if rid is not None else _request_id(ctx, request.environ), result)
+
+    def close(self) -> None:
+        self.log.close()
+
+
+class PayloadLogging:
+    """Flask extension: with ``PAYLOAD_LOG`` set, record each answered inference; off, add nothing."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Create the log and its counter (after ``Metrics``, whose registry it joins); no thread yet."""
+        settings = PayloadLogSettings.from_config(app.config)
+        if settings is None:
+            return
+        state = state_of(app)
+        registry = getattr(state.metrics, "registry", None)  # None: METRICS_ENABLED is off
+        dropped = dropped_counter(registry) if registry is not None else None
+        state.payload_log = PayloadLogHook(PayloadLog(settings, dropped))
