@@ -44,6 +44,16 @@ BAD = {
     "GRPC_MAX_MESSAGE_BYTES": (2**31, "GRPC_MAX_MESSAGE_BYTES must be a whole number of bytes from 1 to "
                                       "2147483647 (2 GiB - 1 byte), or null for MAX_CONTENT_LENGTH's, "
                                       "not 2147483648."),
+    "PAYLOAD_LOG": ("ftp://x", "PAYLOAD_LOG must be off, a file path in an existing writable folder, or an http:// "
+                               "or https:// URL, not 'ftp://x'."),
+    "PAYLOAD_LOG_SAMPLE": (0, "PAYLOAD_LOG_SAMPLE must be a number above 0 and at most 1 (the share of requests "
+                              "logged), not 0."),
+    "PAYLOAD_LOG_MAX_BYTES": (10, "PAYLOAD_LOG_MAX_BYTES must be a whole number from 1024 to 1099511627776 (bytes "
+                                  "before the file is rotated), not 10."),
+    "PAYLOAD_LOG_BACKUPS": (-1, "PAYLOAD_LOG_BACKUPS must be a whole number from 0 to 1000 (rotated files kept), "
+                                "not -1."),
+    "PAYLOAD_LOG_QUEUE": (0, "PAYLOAD_LOG_QUEUE must be a whole number from 1 to 10000000 (records waiting for the "
+                             "writer), not 0."),
     "GRPC_PORT": (0, "GRPC_PORT must be a whole number from 1 to 65535, or null for no gRPC, not 0."),
     "GRPC_THREADS": (1.5, "GRPC_THREADS must be a whole number from 1 to 1024, not 1.5."),
     "INPUT_RANGE_MARGIN": (-0.1, "INPUT_RANGE_MARGIN must be a number >= 0 (a fraction of each range), not -0.1."),
