@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from iris_service import create_app, training
+from iris_service.rest.state import state_of
 
 #: Known rows of the Iris data set (rows 0, 50 and 100) and their classes.
 KNOWN_ROWS = [
@@ -239,3 +240,21 @@ def artifact(iris_artifact: Path, tmp_path: Path) -> Path:
     shutil.copy(iris_artifact, target)
     shutil.copy(manifest_path(iris_artifact), manifest_path(target))
     return target
+
+
+@pytest.fixture
+def payload_app(iris_artifact: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator:
+    """``payload_app(**settings)``: an app with these overrides; every payload log it started is closed after."""
+    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path / "instance"))
+    apps = []
+
+    def make(**settings: object):
+        app = create_app_for_test({"MODEL_PATH": str(iris_artifact), **settings})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        hook = state_of(app).payload_log
+        if hook is not None:
+            hook.close()

@@ -5,13 +5,12 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
 import pytest
-from conftest import FEATURES, KNOWN_ROWS, create_app_for_test, free_port, serve_args, server_env
+from conftest import FEATURES, KNOWN_ROWS, free_port, serve_args, server_env
 
 from iris_service.errors import ConfigError
 from iris_service.rest.state import state_of
@@ -22,32 +21,14 @@ LABELS = [label for _, _, label in KNOWN_ROWS]
 KEY, TOKEN = "pl-secret-key-4711", "pl-admin-token-0815"
 
 
-@pytest.fixture
-def make_app(iris_artifact: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator:
-    """``make_app(**settings)``: an app with these overrides; every payload log it started is closed after."""
-    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path / "instance"))
-    apps = []
-
-    def make(**settings: object):
-        app = create_app_for_test({"MODEL_PATH": str(iris_artifact), **settings})
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        hook = state_of(app).payload_log
-        if hook is not None:
-            hook.close()
-
-
 def flushed_lines(app, path: Path) -> list[dict[str, object]]:
     assert state_of(app).payload_log.log.flush()
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
-def test_records_hold_id_time_model_inputs_and_outputs_for_every_protocol(make_app, tmp_path) -> None:
+def test_records_hold_id_time_model_inputs_and_outputs_for_every_protocol(payload_app, tmp_path) -> None:
     out = tmp_path / "payloads.jsonl"
-    app = make_app(PAYLOAD_LOG=str(out))
+    app = payload_app(PAYLOAD_LOG=str(out))
     client = app.test_client()
     before = datetime.now(timezone.utc) - timedelta(seconds=1)
     single = client.post("/predict", json={"features": ROWS[0]}, headers={"X-Request-ID": "native-1"})
@@ -77,9 +58,9 @@ def test_records_hold_id_time_model_inputs_and_outputs_for_every_protocol(make_a
         assert record["outputs"]["probabilities"] == probabilities
 
 
-def test_records_never_hold_headers_keys_or_tokens(make_app, tmp_path) -> None:
+def test_records_never_hold_headers_keys_or_tokens(payload_app, tmp_path) -> None:
     out = tmp_path / "payloads.jsonl"
-    app = make_app(PAYLOAD_LOG=str(out), API_KEYS=[KEY], ADMIN_TOKEN=TOKEN)
+    app = payload_app(PAYLOAD_LOG=str(out), API_KEYS=[KEY], ADMIN_TOKEN=TOKEN)
     client = app.test_client()
     headers = {"X-API-Key": KEY, "Authorization": f"Bearer {KEY}", "Cookie": f"session={TOKEN}",
                "User-Agent": "agent-007", "X-Request-ID": "with-key"}
@@ -94,11 +75,11 @@ def test_records_never_hold_headers_keys_or_tokens(make_app, tmp_path) -> None:
         assert secret not in text
 
 
-def test_off_by_default_and_nothing_runs_before_the_first_record(make_app, tmp_path) -> None:
-    assert state_of(make_app()).payload_log is None
-    assert state_of(make_app(PAYLOAD_LOG="off")).payload_log is None
+def test_off_by_default_and_nothing_runs_before_the_first_record(payload_app, tmp_path) -> None:
+    assert state_of(payload_app()).payload_log is None
+    assert state_of(payload_app(PAYLOAD_LOG="off")).payload_log is None
     out = tmp_path / "lazy.jsonl"
-    app = make_app(PAYLOAD_LOG=str(out))
+    app = payload_app(PAYLOAD_LOG=str(out))
     assert "iris-payload-log" not in [t.name for t in threading.enumerate()]
     assert not out.exists()
     assert app.test_client().post("/predict", json={"features": ROWS[2]}).status_code == 200
@@ -107,9 +88,9 @@ def test_off_by_default_and_nothing_runs_before_the_first_record(make_app, tmp_p
     assert out.stat().st_mode & 0o777 == 0o600  # what clients sent: the owner's only
 
 
-def test_the_sample_rate_logs_that_share_of_requests(make_app, tmp_path) -> None:
+def test_the_sample_rate_logs_that_share_of_requests(payload_app, tmp_path) -> None:
     out = tmp_path / "sampled.jsonl"
-    app = make_app(PAYLOAD_LOG=str(out), PAYLOAD_LOG_SAMPLE=0.5)
+    app = payload_app(PAYLOAD_LOG=str(out), PAYLOAD_LOG_SAMPLE=0.5)
     client = app.test_client()
     for i in range(2000):
         assert client.post("/predict", json={"features": ROWS[i % 3]}, headers={"X-Request-ID": f"s-{i}"}).status_code == 200
@@ -121,9 +102,9 @@ def test_the_sample_rate_logs_that_share_of_requests(make_app, tmp_path) -> None
 
 
 @pytest.mark.parametrize("backups", [2, 0])
-def test_the_file_rotates_by_size_keeping_the_backups(make_app, tmp_path, backups: int) -> None:
+def test_the_file_rotates_by_size_keeping_the_backups(payload_app, tmp_path, backups: int) -> None:
     out = tmp_path / "rotated.jsonl"
-    app = make_app(PAYLOAD_LOG=str(out), PAYLOAD_LOG_MAX_BYTES=2048, PAYLOAD_LOG_BACKUPS=backups)
+    app = payload_app(PAYLOAD_LOG=str(out), PAYLOAD_LOG_MAX_BYTES=2048, PAYLOAD_LOG_BACKUPS=backups)
     client = app.test_client()
     for i in range(60):  # ~300 bytes a record: ~18 kB, nine files' worth
         assert client.post("/predict", json={"features": ROWS[0]}, headers={"X-Request-ID": f"r-{i:02d}"}).status_code == 200

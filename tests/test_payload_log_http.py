@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 
-import pytest
-from conftest import KNOWN_ROWS, create_app_for_test, free_port
+from conftest import KNOWN_ROWS, free_port
 from payload_receiver import receiver
 
 from iris_service.rest.state import state_of
@@ -20,23 +17,6 @@ CE_HEADERS = {"ce-specversion", "ce-id", "ce-source", "ce-type", "ce-time", "ce-
               "ce-namespace", "ce-component", "ce-endpoint", "ce-modelversion"}
 
 
-@pytest.fixture
-def make_app(iris_artifact: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator:
-    monkeypatch.setenv("IRIS_SERVICE_INSTANCE_PATH", str(tmp_path / "instance"))
-    apps = []
-
-    def make(**settings: object):
-        app = create_app_for_test({"MODEL_PATH": str(iris_artifact), **settings})
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        hook = state_of(app).payload_log
-        if hook is not None:
-            hook.close()
-
-
 def dropped(client, reason: str) -> float:
     """``iris_payload_log_dropped_total{reason}`` as /metrics shows it (0 before the first drop)."""
     text = client.get("/metrics").get_data(as_text=True)
@@ -44,9 +24,9 @@ def dropped(client, reason: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def test_each_answer_is_a_request_and_a_response_cloudevent_as_kserve_sends_them(make_app) -> None:
+def test_each_answer_is_a_request_and_a_response_cloudevent_as_kserve_sends_them(payload_app) -> None:
     with receiver() as (url, received):
-        client = make_app(PAYLOAD_LOG=url, API_KEYS=[KEY]).test_client()
+        client = payload_app(PAYLOAD_LOG=url, API_KEYS=[KEY]).test_client()
         auth = {"Authorization": f"Bearer {KEY}", "X-API-Key": KEY}
         one = client.post("/predict", json={"features": ROWS[0]}, headers={**auth, "X-Request-ID": "ce-1"})
         many = client.post("/v1/models/iris:predict", json={"instances": ROWS}, headers={**auth, "X-Request-ID": "ce-2"})
@@ -75,8 +55,8 @@ def test_each_answer_is_a_request_and_a_response_cloudevent_as_kserve_sends_them
                             "probabilities": probabilities, "classes": ["setosa", "versicolor", "virginica"]}
 
 
-def test_a_dead_receiver_never_fails_a_request_and_its_losses_are_counted(make_app) -> None:
-    app = make_app(PAYLOAD_LOG=f"http://127.0.0.1:{free_port()}/nobody-listens")
+def test_a_dead_receiver_never_fails_a_request_and_its_losses_are_counted(payload_app) -> None:
+    app = payload_app(PAYLOAD_LOG=f"http://127.0.0.1:{free_port()}/nobody-listens")
     client = app.test_client()
     for i in range(20):
         response = client.post("/predict", json={"features": ROWS[i % 3]})
@@ -86,9 +66,9 @@ def test_a_dead_receiver_never_fails_a_request_and_its_losses_are_counted(make_a
     assert dropped(client, "queue_full") == 0
 
 
-def test_a_receiver_answering_errors_counts_every_record_lost(make_app) -> None:
+def test_a_receiver_answering_errors_counts_every_record_lost(payload_app) -> None:
     with receiver(status=503) as (url, received):
-        app = make_app(PAYLOAD_LOG=url)
+        app = payload_app(PAYLOAD_LOG=url)
         client = app.test_client()
         for _ in range(5):
             assert client.post("/predict", json={"features": ROWS[1]}).status_code == 200
@@ -98,9 +78,9 @@ def test_a_receiver_answering_errors_counts_every_record_lost(make_app) -> None:
         assert [h["ce-type"] for h, _ in received.events] == ["org.kubeflow.serving.inference.request"] * 5
 
 
-def test_a_slow_receiver_never_delays_a_request_and_a_full_queue_drops_and_counts(make_app) -> None:
+def test_a_slow_receiver_never_delays_a_request_and_a_full_queue_drops_and_counts(payload_app) -> None:
     with receiver(delay=0.5) as (url, received):
-        app = make_app(PAYLOAD_LOG=url, PAYLOAD_LOG_QUEUE=5)
+        app = payload_app(PAYLOAD_LOG=url, PAYLOAD_LOG_QUEUE=5)
         client = app.test_client()
         start = time.monotonic()
         for i in range(60):
