@@ -45,8 +45,8 @@ PAYLOAD_DRIFT_ENV = {
 }
 DRIFT_PATH = "/models/iris/drift"
 _WAITRESS = ("{python}", "-m", "waitress", "--host=127.0.0.1", "--port={port}", "--threads={threads}")
-_SERVE = ("{python}", "-m", "iris_service.cli", "serve", "--host", "127.0.0.1", "--port", "{port}",
-          "--threads", "{threads}")
+_SERVE_BASE = ("{python}", "-m", "iris_service.cli", "serve", "--host", "127.0.0.1", "--port", "{port}")
+_SERVE = (*_SERVE_BASE, "--threads", "{threads}")
 _GRANIAN = ("{python}", "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", "{port}",
             "--blocking-threads", "{threads}", "--no-ws", "--log-level", "warning")
 
@@ -77,8 +77,9 @@ def describe_serve(command: Any, module: Any) -> ServeServers:
 
 _PROBE = """
 import dataclasses, json
+import importlib
 from bench.specs import describe_serve
-from iris_service.cli import serve
+serve = importlib.import_module("iris_service.cli.serve")  # the module: the package exports the command too
 print(json.dumps(dataclasses.asdict(describe_serve(serve.serve, serve))))
 """
 
@@ -96,7 +97,9 @@ def serve_servers(cwd: Path, env: Mapping[str, str]) -> ServeServers:
 def ours_command(server: str, workers: int, serve: ServeServers) -> tuple[str, ...]:
     """How to start ours on ``server`` with ``workers`` processes: ``serve --server`` when it exists."""
     if server in serve.choices:
-        extra = ("--workers", str(workers)) if workers > 1 or server != "waitress" else ()
+        if server == "granian":  # serve's own thread count for granian (4): the setting measured for it
+            return (*_SERVE_BASE, "--server", server, "--workers", str(workers))
+        extra = ("--workers", str(workers)) if workers > 1 else ()
         return (*_SERVE, "--server", server, *extra)
     if server == "waitress":
         return _SERVE
