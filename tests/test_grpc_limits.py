@@ -92,7 +92,15 @@ def test_past_the_servers_limit_calls_are_refused_at_once_and_the_rest_answered(
         finally:
             for channel in channels:
                 channel.close()
-        assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, set(details)
+        # The surplus is refused by the RPC limit (RESOURCE_EXHAUSTED) or, when a client opened a stream
+        # before it read the connection's 1-stream limit, by HTTP/2 itself: RST_STREAM REFUSED_STREAM
+        # (code 7), which grpcio reports as UNAVAILABLE and which by HTTP/2's rules did no work. Never
+        # anything else: no internal error, no deadline waited out.
+        assert {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED} <= set(codes), set(details)
+        assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              grpc.StatusCode.UNAVAILABLE}, set(details)
+        assert all(detail == "Concurrent RPC limit exceeded!" or "error code 7" in detail
+                   for detail in details), set(details)
         with grpc.insecure_channel(target, options=OWN_CONNECTION) as channel:
             answer = tpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=60)
             assert answer.model_name == "forest"
