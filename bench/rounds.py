@@ -58,6 +58,25 @@ def cpu_us_per_request(cpu_s: float, requests: int) -> float | None:
     return cpu_s * 1e6 / requests if requests > 0 else None
 
 
+def combine_loads(loads: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several loads of one server in one round as one: totals over the summed time, median latencies.
+
+    A paired spec (bench/run.py's ``_run_pair``) measures each side a few times,
+    alternating with its partner; req/s is all requests over all measured seconds.
+    """
+    first = loads[0]
+    out: dict[str, Any] = {k: first[k] for k in SCENARIO_SETTINGS if k in first}
+    out.update({k: sum(load.get(k) or 0 for load in loads) for k in SCENARIO_SUMS})
+    out["duration_s"] = sum(load["duration_s"] for load in loads)
+    out["requests_per_s"] = out["requests"] / out["duration_s"] if out["duration_s"] else 0.0
+    out["rows_per_s"] = out["requests_per_s"] * int(first.get("rows_per_request", 1))
+    for key in ("mean_ms", "p50_ms", "p99_ms"):
+        out[key] = median(load.get(key) for load in loads)
+    out["cpu_us_per_request"] = cpu_us_per_request(out["server_cpu_s"], out["requests"])
+    out["loads"] = len(loads)
+    return out
+
+
 def _failures(entries: Sequence[Mapping[str, Any]], key: str) -> str:
     return "; ".join(f"round {e['round']}: {e[key]}" for e in entries)
 

@@ -196,16 +196,93 @@ def _run_server(
                 out["rss_after_batches_mib"], out["pss_after_batches_mib"] = tree_memory_mib(server.pid)
             if "rss_mib" not in out:
                 out["rss_mib"], out["pss_mib"] = tree_memory_mib(server.pid)
-            if spec.probe_path:
-                out["probe_status"] = get_status(server.port, spec.probe_path)
-                out["settings_applied"] = out["probe_status"] == 200
-                if not out["settings_applied"]:
-                    _say(f"  GET {spec.probe_path} answered {out['probe_status']}: "
-                         "this server ignores the settings the spec passes")
+            _probe(spec, server.port, out)
     except ServerFailed as exc:
         out["status"], out["reason"] = "failed", str(exc)
         _say(f"  FAILED: {exc}")
     return out
+
+
+def _probe(spec: ServerSpec, port: int, out: dict[str, Any]) -> None:
+    """Record whether the server applied the spec's settings (its probe path answered 200)."""
+    if spec.probe_path:
+        out["probe_status"] = get_status(port, spec.probe_path)
+        out["settings_applied"] = out["probe_status"] == 200
+        if not out["settings_applied"]:
+            _say(f"  GET {spec.probe_path} answered {out['probe_status']}: "
+                 "this server ignores the settings the spec passes")
+
+
+#: Measured loads per side and round in a paired run, alternating A B / B A.
+PAIR_LOADS = 4
+
+
+def _run_pair(
+    first: ServerSpec,
+    second: ServerSpec,
+    context: Mapping[str, object],
+    bodies: Mapping[str, Path],
+    *,
+    round_no: int,
+    tool: str,
+    warmup_s: int,
+    duration_s: int,
+    env: dict[str, str],
+    log_dir: Path,
+    before_batches: Callable[[], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One round of two single-row servers run at once, their loads alternating (A B B A ...).
+
+    A ratio of two servers measured one after the other carries the machine's
+    drift between them (issue 20's P1 moved from 0.81x to 1.05x by round); side
+    by side, each side meets the same stretches. The idle one costs the loaded one nothing.
+    """
+    del before_batches  # the pair runs single-row loads only
+    pair = (first, second)
+    outs = {s.name: {"round": round_no, "status": "ok", "what": s.note, "command": " ".join(s.command),
+                     "scenarios": {}} for s in pair}
+    paths = {s.name: log_dir / f"{s.name}.log" for s in pair}
+    if round_no == 1:
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+    try:
+        with running(first, context, cwd=REPO_ROOT, base_env=env, log_path=paths[first.name]) as a, \
+                running(second, context, cwd=REPO_ROOT, base_env=env, log_path=paths[second.name]) as b:
+            servers = {first.name: a, second.name: b}
+            for spec in pair:
+                outs[spec.name]["startup_s"] = servers[spec.name].startup_s
+            for scenario in first.scenarios:
+                body = bodies[scenario.body]
+                kwargs = {"connections": scenario.connections, "rows_per_request": scenario.rows, "env": env,
+                          "cwd": REPO_ROOT, "path": scenario.path}
+                loads: dict[str, list[dict[str, Any]]] = {s.name: [] for s in pair}
+                try:
+                    for spec in pair:
+                        run_load(tool, servers[spec.name].port, body, duration_s=warmup_s, **kwargs)
+                    for k in range(PAIR_LOADS):
+                        for spec in pair if k % 2 == 0 else pair[::-1]:
+                            server = servers[spec.name]
+                            loads[spec.name].append(
+                                _measured_load(tool, server.pid, server.port, body, duration_s=duration_s, **kwargs))
+                except (RuntimeError, OSError) as exc:
+                    for spec in pair:
+                        outs[spec.name]["scenarios"][scenario.name] = {"error": str(exc)}
+                    _say(f"  {scenario.name}: FAILED {exc}")
+                    continue
+                for spec in pair:
+                    m = outs[spec.name]["scenarios"][scenario.name] = rounds.combine_loads(loads[spec.name])
+                    each = " / ".join(f"{load['requests_per_s']:,.0f}" for load in loads[spec.name])
+                    _say(f"  {spec.name} {scenario.name}: {m['requests_per_s']:,.0f} req/s over {PAIR_LOADS} loads "
+                         f"({each}) errors {m['errors']}")
+            for spec in pair:
+                server = servers[spec.name]
+                outs[spec.name]["rss_mib"], outs[spec.name]["pss_mib"] = tree_memory_mib(server.pid)
+                _probe(spec, server.port, outs[spec.name])
+    except ServerFailed as exc:
+        for out in outs.values():
+            out["status"], out["reason"] = "failed", str(exc)
+        _say(f"  FAILED: {exc}")
+    return outs[first.name], outs[second.name]
 
 
 def _positive_int(text: str) -> int:
@@ -221,9 +298,12 @@ def _run_rounds(
     n_rounds: int,
     measure_inprocess: Callable[[], dict[str, Any]],
     run_server: Callable[..., dict[str, Any]] = _run_server,
+    run_pair: Callable[..., tuple[dict[str, Any], dict[str, Any]]] = _run_pair,
     **kwargs: Any,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Every spec once per round, in spec order; each server's results merged over rounds.
+
+    A spec with ``paired_with`` runs beside that partner (``run_pair``), loads alternating.
 
     Round after round rather than server after server, so each server's
     measurements are spread over the whole run and meet the machine's slow
@@ -243,8 +323,20 @@ def _run_rounds(
         _say(f"in-process baselines (round {round_no}/{n_rounds}) ...")
         inprocess_rounds.append({"round": round_no, **measure_inprocess()})
 
+    by_name = {spec.name: spec for spec in specs}
     for round_no in range(1, n_rounds + 1):
+        done: set[str] = set()
         for spec in specs:
+            if spec.name in done:  # ran beside its partner
+                continue
+            partner = by_name.get(spec.paired_with)
+            if partner is not None:
+                _say(f"{spec.name} beside {partner.name} (round {round_no}/{n_rounds}): {' '.join(spec.command)}")
+                pair = run_pair(spec, partner, round_no=round_no, **kwargs)
+                for side, entry in zip((spec, partner), pair, strict=True):
+                    per_server[side.name].append(entry)
+                done.add(partner.name)
+                continue
             _say(f"{spec.name} (round {round_no}/{n_rounds}): {' '.join(spec.command)}")
             hook = baselines if spec is anchor else None
             per_server[spec.name].append(run_server(spec, round_no=round_no, before_batches=hook, **kwargs))

@@ -67,6 +67,9 @@ class ServerSpec:
     #: Working directory template (MLServer writes its .metrics and .envs folders there);
     #: the repository root when empty.
     cwd: str = ""
+    #: Another spec's name: both servers run at once and their loads alternate (bench/run.py's
+    #: ``_run_pair``), so a ratio of the two (P1) does not see the machine drift between them.
+    paired_with: str = ""
 
 
 @dataclass(frozen=True)

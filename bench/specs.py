@@ -44,6 +44,8 @@ PAYLOAD_DRIFT_ENV = {
     "IRIS_SERVICE_DRIFT_ENABLED": "true",
 }
 DRIFT_PATH = "/models/iris/drift"
+#: P1's "both off": drift is on by default, the payload log off.
+MONITORING_OFF_ENV = {"IRIS_SERVICE_DRIFT_ENABLED": "false"}
 _WAITRESS = ("{python}", "-m", "waitress", "--host=127.0.0.1", "--port={port}", "--threads={threads}")
 _SERVE_BASE = ("{python}", "-m", "iris_service.cli", "serve", "--host", "127.0.0.1", "--port", "{port}")
 _SERVE = (*_SERVE_BASE, "--threads", "{threads}")
@@ -117,8 +119,8 @@ def build(serve: ServeServers) -> tuple[ServerSpec, ...]:
     """Every server spec, in the order a round runs them.
 
     Ours' default server carries the extra scenarios (V2 row, batches); the
-    payload-and-drift spec follows it immediately, so P1 compares two loads
-    seconds apart. The gRPC spec is ``serve --grpc-port`` with no ``--server``:
+    P1's two specs (payload log and drift off, then both on) run side by
+    side, their loads alternating. The gRPC spec is ``serve --grpc-port`` with no ``--server``:
     whichever server serve runs gRPC beside.
     """
     default = serve.default
@@ -133,6 +135,11 @@ def build(serve: ServeServers) -> tuple[ServerSpec, ...]:
             note=f"iris-service on {server}, {workers} process{'es' if workers > 1 else ''}{' (the default server)' if is_default else ''}",
         ))
         if is_default:
+            ours.append(ServerSpec(
+                "ours-monitoring-off", default_cmd, (ROW_C16,), env={**OURS_ENV, **MONITORING_OFF_ENV},
+                needs_ours=True, paired_with="ours-payload-drift",
+                note=f"the same on {default}, payload log and drift off (P1's baseline, run beside the next)",
+            ))
             ours.append(ServerSpec(
                 "ours-payload-drift", default_cmd, (ROW_C16,), env={**OURS_ENV, **PAYLOAD_DRIFT_ENV},
                 needs_ours=True, probe_path=DRIFT_PATH,

@@ -289,3 +289,40 @@ def test_inprocess_baselines_are_timed_by_ours_just_before_its_first_batch_each_
     ]
     assert [r["round"] for r in inproc["rounds"]] == [1, 2]
     assert merged["ours"]["status"] == "failed" and merged["tutorial"]["status"] == "ok"
+
+
+def test_a_paired_spec_runs_beside_its_partner_once_a_round_and_each_side_keeps_its_figures() -> None:
+    """P1's two servers run together (``run_pair``), never again on their own."""
+    from bench import run as bench_run
+    from bench.servers import ServerSpec
+
+    calls: list[tuple[Any, ...]] = []
+    built = [
+        ServerSpec("tutorial", ("t",), (specs.ROW_C16,)),
+        ServerSpec("off", ("o",), (specs.ROW_C16,), paired_with="on"),
+        ServerSpec("on", ("o",), (specs.ROW_C16,)),
+    ]
+
+    def run_server(spec: ServerSpec, *, round_no: int, **kwargs: Any) -> dict[str, Any]:
+        calls.append((round_no, spec.name))
+        return _round(round_no, 1.0, 100.0, _load(1000.0, 10.0, requests=5000, cpu_s=2.5))
+
+    def run_pair(first: ServerSpec, second: ServerSpec, *, round_no: int, **kwargs: Any) -> tuple[Any, Any]:
+        calls.append((round_no, first.name, second.name))
+        return (_round(round_no, 1.0, 100.0, _load(1000.0, 10.0, requests=5000, cpu_s=2.5)),
+                _round(round_no, 1.0, 100.0, _load(900.0 + round_no, 10.0, requests=4500, cpu_s=2.5)))
+
+    merged, _ = bench_run._run_rounds(built, 2, lambda: {}, run_server=run_server, run_pair=run_pair)
+    assert calls == [(1, "tutorial"), (1, "off", "on"), (2, "tutorial"), (2, "off", "on")]
+    assert merged["on"]["scenarios"]["row-c16"]["requests_per_s"] == pytest.approx(901.5)
+    assert merged["off"]["scenarios"]["row-c16"]["requests_per_s"] == pytest.approx(1000.0)
+
+
+def test_combined_loads_are_all_requests_over_all_seconds() -> None:
+    loads = [_load(1000.0, 10.0, requests=5000, cpu_s=2.0), _load(800.0, 30.0, requests=4000, cpu_s=2.5, errors=1)]
+    combined = rounds.combine_loads(loads)
+    assert combined["requests"] == 9000 and combined["duration_s"] == 10.0
+    assert combined["requests_per_s"] == pytest.approx(900.0) and combined["rows_per_s"] == pytest.approx(900.0)
+    assert combined["p99_ms"] == pytest.approx(20.0)  # the median of the loads' p99s
+    assert combined["errors"] == 1 and combined["loads"] == 2
+    assert combined["cpu_us_per_request"] == pytest.approx(4.5 * 1e6 / 9000)

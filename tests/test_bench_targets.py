@@ -72,15 +72,18 @@ def test_specs_bind_loopback_only_and_payload_spec_passes_issue_20_settings() ->
     assert payload.env["IRIS_SERVICE_PAYLOAD_LOG"] == "{payload_log}"
     assert (payload.env["IRIS_SERVICE_PAYLOAD_LOG_SAMPLE"], payload.env["IRIS_SERVICE_DRIFT_ENABLED"]) == ("1.0", "true")
     assert payload.probe_path == "/models/iris/drift"
-    names = list(built)  # P1 compares two loads seconds apart
-    assert names.index("ours-payload-drift") == names.index("ours-waitress") + 1
+    # P1's baseline has both off (drift is on by default) and runs beside it, loads alternating.
+    off = built["ours-monitoring-off"]
+    assert off.env["IRIS_SERVICE_DRIFT_ENABLED"] == "false" and "IRIS_SERVICE_PAYLOAD_LOG" not in off.env
+    assert off.command == payload.command and off.paired_with == "ours-payload-drift"
+    assert off.scenarios == payload.scenarios == (specs.ROW_C16,)
 
 
 def _p1_results(applied: bool | None) -> dict[str, Any]:
     drift: dict[str, Any] = {"status": "ok", "scenarios": {"row-c16": {"requests_per_s": 950.0}}}
     if applied is not None:
         drift["settings_applied"] = applied
-    return {"servers": {"ours-waitress": {"status": "ok", "scenarios": {"row-c16": {"requests_per_s": 1000.0}}},
+    return {"servers": {"ours-monitoring-off": {"status": "ok", "scenarios": {"row-c16": {"requests_per_s": 1000.0}}},
                         "ours-payload-drift": drift}}
 
 

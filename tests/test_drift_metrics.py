@@ -113,8 +113,47 @@ def test_a_request_only_copies_rows_binning_runs_once_per_window(iris_artifact: 
     monkeypatch.setattr(ModelDrift, "_tally", lambda self, x: (calls.append(len(x)), original(self, x)))
     for row in drawn_like_training(1000):
         tracker.observe(row[None, :])
-    assert calls == [250, 250, 250]  # the last 250 wait for a read
-    assert tracker.snapshot().count == 1000 and calls[-1] == 250 and len(calls) == 4
+    assert calls == [250, 250, 250, 250]  # each window binned by the request that filled it
+    for row in drawn_like_training(10):
+        tracker.observe(row[None, :])
+    assert calls == [250] * 4  # a part of a window waits for a read...
+    assert tracker.snapshot().count == 1010 and calls == [250, 250, 250, 250, 10]  # ... which bins it once
+    assert tracker.snapshot().count == 1010 and len(calls) == 5  # nothing queued: nothing binned
+
+
+def test_rows_observed_from_many_threads_at_once_are_each_counted_once(iris_artifact: Path) -> None:
+    """No lock on the request path: rows queued while another thread drains are counted exactly once."""
+    import threading
+
+    tracker = _tracker(iris_artifact, 100)
+    rows = drawn_like_training(8 * 500, seed=11)
+    chunks = np.split(rows, 8)
+
+    def send(chunk: np.ndarray) -> None:
+        for row in chunk:
+            tracker.observe(row[None, :])
+
+    threads = [threading.Thread(target=send, args=(chunk,)) for chunk in chunks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    snap = tracker.snapshot()
+    assert (snap.count, snap.rows) == (4000, 100)
+    for j, feature in enumerate(snap.features):
+        assert [c for _, c in feature.buckets] == [int((rows[:, j] <= le).sum()) for le, _ in feature.buckets]
+        assert feature.total == pytest.approx(rows[:, j].sum())
+
+
+def test_a_caller_reusing_its_buffer_does_not_change_the_rows_observed(iris_artifact: Path) -> None:
+    tracker = _tracker(iris_artifact, 100)
+    buffer = drawn_like_training(3)
+    expected = buffer.sum(axis=0)
+    tracker.observe(buffer)
+    buffer[:] = 1e6  # queued rows are a copy
+    snap = tracker.snapshot()
+    assert [f.total for f in snap.features] == pytest.approx(expected.tolist())
+    assert all(f.out_of_range == 0 for f in snap.features)
 
 
 def test_monitor_keeps_one_window_per_model_object_and_none_when_off(iris_artifact: Path) -> None:
