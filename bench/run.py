@@ -214,7 +214,7 @@ def _probe(spec: ServerSpec, port: int, out: dict[str, Any]) -> None:
 
 
 #: Measured loads per side and round in a paired run, alternating A B / B A.
-PAIR_LOADS = 4
+PAIR_LOADS = 6
 
 
 def _run_pair(
@@ -336,6 +336,8 @@ def _run_rounds(
                 for side, entry in zip((spec, partner), pair, strict=True):
                     per_server[side.name].append(entry)
                 done.add(partner.name)
+                if spec is anchor and len(inprocess_rounds) < round_no:  # only the pair selected
+                    baselines()
                 continue
             _say(f"{spec.name} (round {round_no}/{n_rounds}): {' '.join(spec.command)}")
             hook = baselines if spec is anchor else None

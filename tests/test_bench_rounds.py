@@ -326,3 +326,23 @@ def test_combined_loads_are_all_requests_over_all_seconds() -> None:
     assert combined["p99_ms"] == pytest.approx(20.0)  # the median of the loads' p99s
     assert combined["errors"] == 1 and combined["loads"] == 2
     assert combined["cpu_us_per_request"] == pytest.approx(4.5 * 1e6 / 9000)
+
+
+def test_a_run_of_the_pair_alone_still_times_the_baselines_once_a_round() -> None:
+    from bench import run as bench_run
+    from bench.servers import ServerSpec
+
+    timed: list[int] = []
+    pair = [ServerSpec("off", ("o",), (specs.ROW_C16,), paired_with="on"), ServerSpec("on", ("o",), (specs.ROW_C16,))]
+
+    def run_pair(first: ServerSpec, second: ServerSpec, *, round_no: int, **kwargs: Any) -> tuple[Any, Any]:
+        load = _load(1000.0, 10.0, requests=5000, cpu_s=2.5)
+        return _round(round_no, 1.0, 100.0, load), _round(round_no, 1.0, 100.0, load)
+
+    def measure() -> dict[str, Any]:
+        timed.append(1)
+        return {"floor_rows_per_s": 1.0e6}
+
+    merged, inproc = bench_run._run_rounds(pair, 3, measure, run_pair=run_pair)
+    assert len(timed) == 3 and [r["round"] for r in inproc["rounds"]] == [1, 2, 3]
+    assert merged["on"]["status"] == merged["off"]["status"] == "ok"
