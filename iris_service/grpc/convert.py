@@ -34,6 +34,54 @@ _FIELD_DTYPE = {
     "int_contents": np.dtype(np.int32), "int64_contents": np.dtype(np.int64),
     "uint_contents": np.dtype(np.uint32), "uint64_contents": np.dtype(np.uint64),
 }
+#: The fixed-width fields' packed key (field number, wire type 2) and little-endian dtype. Their packed
+#: bytes are the array's own bytes, so 40,000 doubles cross in microseconds instead of the
+#: milliseconds one Python float each costs; the varint-encoded integer fields have no such shortcut.
+_PACKED = {
+    name: (bytes([pb.InferTensorContents.DESCRIPTOR.fields_by_name[name].number << 3 | 2]), dtype.newbyteorder("<"))
+    for name, dtype in _FIELD_DTYPE.items() if name in ("fp32_contents", "fp64_contents")
+}
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def packed_values(contents: pb.InferTensorContents, field: str, count: int) -> np.ndarray:
+    """The ``count`` values of ``contents.<field>`` (its only field) as an array.
+
+    A float field is read from the message's own encoding: protobuf writes a
+    proto3 repeated double or float packed, as its little-endian bytes after the
+    key and a length, whatever form the client sent. Anything else, or an
+    encoding not of that form, goes value by value.
+    """
+    packed = _PACKED.get(field)
+    dtype = _FIELD_DTYPE[field]
+    if packed is not None and count:
+        key, little = packed
+        data = contents.SerializeToString()
+        size = count * little.itemsize
+        length = _varint(size)
+        start = len(key) + len(length)
+        if data[: start] == key + length and len(data) == start + size:
+            return np.frombuffer(data, dtype=little, offset=start).astype(dtype, copy=False)
+    return np.fromiter(getattr(contents, field), dtype=dtype, count=count)
+
+
+def set_values(contents: pb.InferTensorContents, field: str, data: Any) -> None:
+    """Fill ``contents.<field>`` with ``data``: a float array by its packed encoding, the rest value by value."""
+    packed = _PACKED.get(field)
+    if packed is not None and isinstance(data, np.ndarray) and data.size:
+        key, little = packed
+        payload = np.ascontiguousarray(data, dtype=little).tobytes()
+        contents.MergeFromString(key + _varint(len(payload)) + payload)
+        return
+    getattr(contents, field).extend(data.tolist() if isinstance(data, np.ndarray) else data)
 
 
 def infer_request(message: pb.ModelInferRequest, model: Model, limits: Limits) -> tuple[v2.InferRequest, bool]:
@@ -98,7 +146,7 @@ def _typed_bytes(spec: Mapping[str, Any], count: int, contents: pb.InferTensorCo
         raise BadRequest(
             f"Input {name!r} has shape {spec['shape']} ({count} values) but its contents hold {len(values)}."
         )
-    array = np.fromiter(values, dtype=_FIELD_DTYPE[field], count=count)
+    array = packed_values(contents, field, count)
     target = v2.DTYPES[datatype]
     if target.kind in "iu" and target.itemsize < array.dtype.itemsize and array.size:
         info = np.iinfo(target)
@@ -121,9 +169,7 @@ def infer_response(answer: v2.InferResponse, raw: bool) -> pb.ModelInferResponse
             response.raw_output_contents.append(answer.binary[offset:offset + size])
             offset += size
         else:
-            data = tensor["data"]
-            values = data.tolist() if isinstance(data, np.ndarray) else data
-            getattr(out.contents, CONTENTS_FIELD[tensor["datatype"]]).extend(values)
+            set_values(out.contents, CONTENTS_FIELD[tensor["datatype"]], tensor["data"])
     return response
 
 
