@@ -33,22 +33,15 @@ def _reference(contents: pb.InferTensorContents, field: str) -> np.ndarray:
     return np.array(list(getattr(contents, field)), dtype=dtype)
 
 
+@pytest.mark.parametrize(("field", "arrays"), [("fp64_contents", FLOAT64), ("fp32_contents", FLOAT32)])
 @settings(max_examples=300, deadline=None)
-@given(FLOAT64)
-def test_fp64_read_from_the_packed_bytes_equals_value_by_value(values: np.ndarray) -> None:
+@given(data=st.data())
+def test_floats_read_from_the_packed_bytes_equal_value_by_value(field: str, arrays, data) -> None:
+    values = data.draw(arrays)
     contents = pb.InferTensorContents()
-    contents.fp64_contents.extend(values.tolist())
-    read = convert.packed_values(contents, "fp64_contents", len(values))
-    assert read.dtype == np.float64 and _bits(read) == _bits(_reference(contents, "fp64_contents")) == _bits(values)
-
-
-@settings(max_examples=200, deadline=None)
-@given(FLOAT32)
-def test_fp32_read_from_the_packed_bytes_equals_value_by_value(values: np.ndarray) -> None:
-    contents = pb.InferTensorContents()
-    contents.fp32_contents.extend(values.tolist())
-    read = convert.packed_values(contents, "fp32_contents", len(values))
-    assert read.dtype == np.float32 and _bits(read) == _bits(_reference(contents, "fp32_contents")) == _bits(values)
+    getattr(contents, field).extend(values.tolist())
+    read = convert.packed_values(contents, field, len(values))
+    assert read.dtype == values.dtype and _bits(read) == _bits(_reference(contents, field)) == _bits(values)
 
 
 @settings(max_examples=200, deadline=None)
@@ -72,13 +65,35 @@ def test_fp64_written_by_its_packed_bytes_is_the_message_value_by_value_gives(va
     assert _bits(_reference(written, "fp64_contents")) == _bits(values)
 
 
-def test_integers_and_lists_still_go_value_by_value() -> None:
+INTEGERS = [
+    ("int64_contents", np.int64), ("int_contents", np.int32), ("int_contents", np.int8),
+    ("uint64_contents", np.uint64), ("uint_contents", np.uint32), ("uint_contents", np.uint8),
+]
+
+
+@pytest.mark.parametrize(("field", "dtype"), INTEGERS)
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_integers_written_packed_are_the_message_value_by_value_gives(field, dtype, data) -> None:
+    """Small values (one varint byte each, written as bytes) and every other value of the type."""
+    elements = st.one_of(st.integers(0, 127), hnp.from_dtype(np.dtype(dtype)))
+    values = data.draw(hnp.arrays(dtype, st.integers(0, 300), elements=elements))
+    written, reference = pb.InferTensorContents(), pb.InferTensorContents()
+    convert.set_values(written, field, values)
+    getattr(reference, field).extend(values.tolist())
+    assert written.SerializeToString() == reference.SerializeToString()
+    assert list(getattr(written, field)) == values.tolist()
+
+
+def test_lists_and_floats_for_integer_fields_go_value_by_value() -> None:
     contents = pb.InferTensorContents()
     convert.set_values(contents, "int64_contents", np.array([0, -1, 2**63 - 1, -(2**63)]))
     convert.set_values(contents, "fp64_contents", [1.5, -0.0])
     assert list(contents.int64_contents) == [0, -1, 2**63 - 1, -(2**63)]
     assert list(contents.fp64_contents) == [1.5, -0.0]
     assert convert.packed_values(contents, "int64_contents", 4).tolist() == [0, -1, 2**63 - 1, -(2**63)]
+    with pytest.raises(TypeError):  # as protobuf itself: no float silently truncated into an integer field
+        convert.set_values(pb.InferTensorContents(), "int64_contents", np.array([1.5]))
 
 
 def test_a_count_that_disagrees_with_the_bytes_falls_back_to_the_values() -> None:
@@ -88,3 +103,12 @@ def test_a_count_that_disagrees_with_the_bytes_falls_back_to_the_values() -> Non
     assert convert.packed_values(contents, "fp64_contents", 3).tolist() == [1.0, 2.0, 3.0]
     with pytest.raises(ValueError):
         convert.packed_values(contents, "fp64_contents", 4)  # np.fromiter: too few values
+
+
+@pytest.mark.parametrize(("field", "dtype"), INTEGERS)
+def test_class_indices_written_as_their_bytes_are_the_message_value_by_value_gives(field, dtype) -> None:
+    values = np.tile(np.arange(128, dtype=dtype), 80)[::-1]  # every one-byte varint, 10,240 values
+    written, reference = pb.InferTensorContents(), pb.InferTensorContents()
+    convert.set_values(written, field, values)
+    getattr(reference, field).extend(values.tolist())
+    assert written.SerializeToString() == reference.SerializeToString()
