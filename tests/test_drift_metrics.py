@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import FEATURES, create_app_for_test, free_port, serve_args, server_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from prometheus_client.parser import text_string_to_metric_families
 from test_drift import drawn_like_training, serve
 
@@ -207,3 +210,19 @@ def test_bad_drift_settings_stop_serve_with_one_line(iris_artifact: Path, tmp_pa
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"Error: {message}"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_binning_equals_comparing_each_value_with_every_edge(iris_artifact: Path, data) -> None:
+    """The binary search bins every float (edges themselves, NaN, infinities, extremes) as the definition does."""
+    tracker = _tracker(iris_artifact, 100)
+    edges = [np.asarray(p.edges) for p in tracker.profiles]
+    special = st.sampled_from([e for es in edges for e in es.tolist()] + [0.0, -0.0, np.nan, np.inf, -np.inf])
+    element = st.one_of(special, st.floats(allow_nan=True, allow_infinity=True))
+    x = data.draw(hnp.arrays(np.float64, st.tuples(st.integers(0, 60), st.just(len(edges))), elements=element))
+    got = tracker._histogram(x)
+    for j, es in enumerate(edges):
+        above = (x[:, j, None] > es).sum(axis=1)  # bin k: above exactly k edges (NaN: above none)
+        assert got[j, : len(es) + 1].tolist() == np.bincount(above, minlength=len(es) + 1).tolist()
+        assert got[j, len(es) + 1:].sum() == 0
