@@ -117,6 +117,12 @@ def _measured_load(
     }
 
 
+def _load_options(scenario: Scenario, env: dict[str, str]) -> dict[str, Any]:
+    """What ``run_load`` needs of ``scenario`` besides the tool, port, body and duration."""
+    return {"connections": scenario.connections, "rows_per_request": scenario.rows, "env": env, "cwd": REPO_ROOT,
+            "path": scenario.path}
+
+
 def each_scenario(scenarios: Iterable[Scenario], before_batches: Callable[[], None] | None) -> Iterator[Scenario]:
     """``scenarios`` in order, calling ``before_batches`` (if any) once, just before the first batch."""
     for scenario in scenarios:
@@ -166,13 +172,7 @@ def _run_server(
                     continue
                 grpc = scenario.protocol == "grpc"
                 load_tool, port = ("grpc", server.grpc_port) if grpc else (tool, server.port)
-                kwargs = {
-                    "connections": scenario.connections,
-                    "rows_per_request": scenario.rows,
-                    "env": env,
-                    "cwd": REPO_ROOT,
-                    "path": scenario.path,
-                }
+                kwargs = _load_options(scenario, env)
                 try:
                     run_load(load_tool, port, body, duration_s=warmup_s, **kwargs)  # type: ignore[arg-type]
                     m = _measured_load(load_tool, server.pid, port, body, duration_s=duration_s, **kwargs)
@@ -253,8 +253,7 @@ def _run_pair(
                 outs[spec.name]["startup_s"] = servers[spec.name].startup_s
             for scenario in first.scenarios:
                 body = bodies[scenario.body]
-                kwargs = {"connections": scenario.connections, "rows_per_request": scenario.rows, "env": env,
-                          "cwd": REPO_ROOT, "path": scenario.path}
+                kwargs = _load_options(scenario, env)
                 loads: dict[str, list[dict[str, Any]]] = {s.name: [] for s in pair}
                 try:
                     for spec in pair:

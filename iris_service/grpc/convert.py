@@ -43,7 +43,10 @@ _PACKED = {
     name: (_KEY[name], dtype.newbyteorder("<"))
     for name, dtype in _FIELD_DTYPE.items() if name in ("fp32_contents", "fp64_contents")
 }
+
+
 def _varint(n: int) -> bytes:
+    """``n`` (at least 0) as a protobuf varint: seven bits a byte, low first, the high bit meaning more."""
     out = bytearray()
     while n > 0x7F:
         out.append(n & 0x7F | 0x80)
