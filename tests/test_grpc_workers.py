@@ -161,7 +161,9 @@ def test_sigterm_drains_the_workers_grpc_calls_and_exits_0(iris_artifact: Path, 
         slow.join(timeout=30)
         assert proc.wait(timeout=30) == 0
         channel.close()
-    assert refused == grpc.StatusCode.UNAVAILABLE
+    # Refused as a single server refuses after its stop (test_grpc.py): UNAVAILABLE, or CANCELLED when
+    # the call reached grpc-core in the instant its shutdown began, before our code ran.
+    assert refused in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, refused
     [answer] = answers  # the call in flight at SIGTERM was answered in full
     assert classes_of(answer) == CLASSES and answer.id == "slow"
     text = log.read_text(errors="replace")
