@@ -192,7 +192,9 @@ def probe_until_refused(port: int, deadline: float) -> int:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         try:
             conn.connect()
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):
+            # Refused, or reset: a connect that reached the backlog as the listener closed gets a RST.
+            conn.close()
             return answered
         try:
             conn.request("POST", "/predict", orjson.dumps({"features": KNOWN_ROWS[0][0]}),
