@@ -217,9 +217,12 @@ def test_close_waits_for_the_queue_then_gives_up_counting_what_was_left(iris_art
         time.sleep(0.01)
     payloads.record("b", result)
     payloads.record("c", result)
+    stuck = payloads._writer
     payloads.close(timeout=0.3)
     assert drops == [("not_flushed", 2)]
     release.set()
+    stuck.join(10)  # once its sink answers, the stuck writer delivers "a" and closes its sink
+    assert not stuck.is_alive()
     payloads.record("d", result)  # a new writer
     assert payloads.flush()
     payloads.close()

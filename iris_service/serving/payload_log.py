@@ -190,7 +190,7 @@ class PayloadLog:
             queue.put_marker(_STOP)  # the stuck writer ends once its sink answers
             if left:
                 self._dropped(NOT_FLUSHED, left)
-                log.warning("payload log: %d records not delivered within %.0f s at exit", left, timeout)
+                log.warning("payload log: %d records not delivered within %g s at exit", left, timeout)
 
     # -- the writer ------------------------------------------------------------------------------
 
