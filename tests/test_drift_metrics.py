@@ -88,6 +88,17 @@ def _tracker(iris_artifact: Path, window: int) -> ModelDrift:
     return ModelDrift(model, profiles, window)
 
 
+def test_a_sum_past_the_largest_float_is_inf_at_the_scrape_not_an_error(client) -> None:
+    """Rows near 1.8e308 answer 200; their feature's histogram _sum overflows to +Inf, as Prometheus's own would."""
+    huge = [[1.7e308, 3.0, 1.0, 0.2], [1.7e308, 3.0, 1.0, 0.2]]
+    assert client.post("/predict", json={"instances": huge}).status_code == 200
+    scrape = client.get("/metrics")
+    assert scrape.status_code == 200
+    [total] = [s.value for s in scraped(client)["iris_feature_value"]
+               if s.name == "iris_feature_value_sum" and s.labels["feature"] == "sepal_length"]
+    assert total == float("inf")
+
+
 def test_counts_and_window_are_exact_across_wraps_and_oversized_requests(iris_artifact: Path) -> None:
     tracker = _tracker(iris_artifact, 100)
     rng = np.random.default_rng(3)

@@ -11,8 +11,6 @@ server span (``tracing.py``).
 from __future__ import annotations
 
 import logging
-import random
-import re
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -24,12 +22,11 @@ import grpc
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from ..serving.request_ids import request_id_for
 from . import tracing
 
 LOGGER_NAME = "iris_service.requests"
 REQUEST_ID_KEY = "x-request-id"
-#: As REST: ids are echoed into metadata and logs, so only a bounded, safe alphabet is kept.
-_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 #: As REST's latency buckets: small models answer in well under a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: Codes logged at ERROR, as REST logs its 5xx answers.
@@ -114,7 +111,7 @@ class ObserveInterceptor(grpc.ServerInterceptor):
         return call
 
     def _begin(self, context: grpc.ServicerContext, incoming: str) -> tuple[CallRecord, float]:
-        rid = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else _new_id()
+        rid = request_id_for(incoming)
         context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
         return CallRecord(request_id=rid), time.perf_counter()
 
@@ -162,9 +159,3 @@ def _code_of(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
     if isinstance(code, grpc.StatusCode):
         return code
     return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
-
-
-def _new_id() -> str:
-    """A random version-4 UUID as 32 hex digits, as REST makes them."""
-    value = random.getrandbits(128) & ~((0xF000 << 64) | (0xC000 << 48)) | (0x4000 << 64) | (0x8000 << 48)
-    return f"{value:032x}"

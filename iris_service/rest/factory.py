@@ -13,6 +13,7 @@ from .blueprint import Api
 from .blueprints import admin, docs, drift, explain, health, mlflow, models, predictions, ui, v1, v2
 from .errors import NATIVE, register_error_handlers
 from .json import OrjsonProvider
+from .lane import RowLane
 from .middleware.compression import Compression
 from .middleware.metrics import Metrics
 from .middleware.payload_log import PayloadLogging
@@ -52,6 +53,8 @@ def create_app(config: str | type | Mapping[str, Any] | None = None) -> Flask:
     for module in PAGE_BLUEPRINTS:
         app.register_blueprint(module.blp)
     register_commands(app)
+    # Last, once every hook is in place: the lane checks it plays each one.
+    app.wsgi_app = RowLane(app.wsgi_app, app)  # type: ignore[method-assign]
     return app
 
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 
 from ..runtime import Model
 from ..serving import DataPlane, InferResult, ServingSettings, model_sources
+from ..serving.request_ids import request_id_for
 from ..settings import Config, vars_of
 
 EXTENSION_KEY = "iris_service"
 #: ``g`` attributes the views set for the request log and metrics hooks.
 RESULT = "iris_result"
 MODEL = "iris_model"
+#: The environ key of ``X-Request-ID``: read directly, a missing header costs no exception.
+REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
 
 
 @dataclass
@@ -32,7 +35,7 @@ class ServiceState:
     security: Any = None
     compression: Any = None
     tracing: Any = None
-    #: ``hook(g, result)`` after each answered inference (``middleware/payload_log``); None when off.
+    #: ``hook(request_id, result)`` after each answered inference (``middleware/payload_log``); None when off.
     payload_log: Any = None
 
 
@@ -69,8 +72,19 @@ def infer(name: str | None, body: Any, protocol: Any, version: str | None = None
     setattr(ctx, RESULT, result)
     payload_log = service.payload_log
     if payload_log is not None:
-        payload_log(ctx, result)
+        payload_log(request_id_of(ctx, request.environ), result)
     return result.answer
+
+
+def request_id_of(ctx: Any, environ: dict[str, Any]) -> str:
+    """The request's id, fixed on first use in ``g`` (``X-Request-ID`` if valid, else a new one).
+
+    ``g.get``, not ``getattr``: a missing name on ``g`` raises and catches an AttributeError.
+    """
+    rid: str | None = ctx.get("request_id")
+    if rid is None:
+        rid = ctx.request_id = request_id_for(environ.get(REQUEST_ID_ENVIRON))
+    return rid
 
 
 def noted_model(ctx: Any) -> Model | None:

@@ -151,7 +151,10 @@ class ModelDrift:
 
     def _tally(self, x: npt.NDArray[np.float64]) -> None:
         self._counts += self._histogram(x)
-        self._sums += x.sum(axis=0)
+        # float64 sums, as Prometheus keeps a histogram's _sum: past 1.8e308 the total is +Inf
+        # (NaN once +Inf and -Inf meet), a value, never a warning on every scrape.
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._sums += x.sum(axis=0)
         self._outside += ((x < self._low) | (x > self._high)).sum(axis=0)
         self._count += x.shape[0]
 

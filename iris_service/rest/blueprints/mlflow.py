@@ -66,7 +66,7 @@ blp = Blueprint("mlflow", __name__, description="MLflow scoring protocol (mlflow
 
 
 @blp.after_app_request
-def _mlflow_error_fields(response: Response) -> Response:
+def mlflow_error_fields(response: Response) -> Response:
     """Add MLflow's ``error_code`` and ``message`` to our ``{"error": ...}`` on this blueprint's routes.
 
     An app-wide hook rather than the blueprint's own: a 405 on ``/invocations``

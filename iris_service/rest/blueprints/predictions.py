@@ -11,6 +11,10 @@ from ..errors import NATIVE
 from ..schemas.predictions import PredictRequestSchema, PredictResponseSchema
 from ..state import infer
 
+#: One instance each, shared by the view and the row lane (``rest/lane``): they hold no request state.
+REQUEST_SCHEMA = PredictRequestSchema()
+RESPONSE_SCHEMA = PredictResponseSchema()
+
 blp = Blueprint(
     "predictions",
     __name__,
@@ -22,8 +26,8 @@ blp = Blueprint(
 
 @blp.route("/predict")
 class Predict(MethodView):
-    @blp.arguments(PredictRequestSchema)
-    @blp.response(200, PredictResponseSchema)
+    @blp.arguments(REQUEST_SCHEMA)
+    @blp.response(200, RESPONSE_SCHEMA)
     @blp.errors((400, "Malformed JSON"), 413, 415, 503)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Predict the class of one row or a batch with the default model.

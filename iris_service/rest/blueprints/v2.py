@@ -38,6 +38,9 @@ EXTENSIONS = ("binary_tensor_data", "model_repository")
 #: Views of the repository extension: they change what is served, so they need the admin token.
 _ADMIN_VIEWS = frozenset({"RepositoryIndex", "RepositoryLoad", "RepositoryUnload"})
 _OCTET_STREAM = "application/octet-stream"
+#: One instance each, shared by the view and the row lane (``rest/lane``): they hold no request state.
+INFER_REQUEST_SCHEMA = InferRequestSchema()
+INFER_RESPONSE_SCHEMA = InferResponseSchema()
 
 
 def _load_body(req: flask.Request) -> Any:
@@ -67,7 +70,7 @@ blp = Blueprint("v2", __name__, description="Open Inference Protocol (KServe V2,
 
 
 @blp.before_request
-def _guard_repository() -> None:
+def guard_repository() -> None:
     """Check the admin token before the body is even read, like ``/admin`` does."""
     if (request.endpoint or "").rpartition(".")[2] in _ADMIN_VIEWS:
         check_admin()
@@ -118,10 +121,16 @@ def _infer(body: dict[str, Any], name: str, version: str | None) -> Any:
     result = infer(name, v2.InferRequest(body, g.get("v2_binary", b"")), v2, version)
     if not result.has_binary:
         return result.header
-    header = json_dumps(result.header)
-    response = Response(header + result.binary, mimetype=_OCTET_STREAM)
-    response.headers[v2.HEADER_LENGTH] = str(len(header))
+    body, header_length = binary_answer(result)
+    response = Response(body, mimetype=_OCTET_STREAM)
+    response.headers[v2.HEADER_LENGTH] = header_length
     return response
+
+
+def binary_answer(answer: v2.InferResponse) -> tuple[bytes, str]:
+    """An answer with binary outputs: its JSON header and tensors, and the header's length to send."""
+    header = json_dumps(answer.header)
+    return header + answer.binary, str(len(header))
 
 
 @blp.route("/v2/models/<name>", endpoint="ModelMetadata")
@@ -147,8 +156,8 @@ class ModelReady(MethodView):
 @blp.route("/v2/models/<name>/infer", endpoint="Infer")
 @blp.route("/v2/models/<name>/versions/<version>/infer", endpoint="InferVersion")
 class Infer(MethodView):
-    @blp.arguments(InferRequestSchema)
-    @blp.response(200, InferResponseSchema)
+    @blp.arguments(INFER_REQUEST_SCHEMA)
+    @blp.response(200, INFER_RESPONSE_SCHEMA)
     # The binary tensor data extension answers raw bytes when outputs ask for them.
     @blp.doc(responses={"200": {"description": "OK", "content": {
         "application/json": {"schema": InferResponseSchema},

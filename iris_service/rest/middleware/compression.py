@@ -11,6 +11,7 @@ that accept it (a 10,000-row batch answer shrinks about tenfold), as MLServer do
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import zlib
@@ -20,6 +21,7 @@ from typing import IO, Any
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_accept_header
 from werkzeug.wsgi import get_input_stream
 
 from ...errors import BadRequest, UnsupportedMediaType
@@ -69,7 +71,7 @@ class Compression:
         state_of(app).compression = settings
         app.wsgi_app = RequestDecodingMiddleware(app.wsgi_app, app)  # type: ignore[method-assign]
         if settings.enabled:
-            app.after_request(lambda response: compress_response(response, settings))
+            app.after_request(functools.partial(compress_response, settings=settings))
         return settings
 
 
@@ -226,18 +228,26 @@ class InflateStream(io.RawIOBase):
         return zlib.decompressobj(zlib.MAX_WBITS if _is_zlib_header(self._pending) else -zlib.MAX_WBITS)
 
 
-def accepts_gzip() -> bool:
-    """Whether the client's ``Accept-Encoding`` allows gzip (``q=0`` refuses it)."""
-    return request.accept_encodings.quality("gzip") > 0
+def gzip_accepted(accept_encoding: str) -> bool:
+    """Whether a raw ``Accept-Encoding`` allows gzip (``q=0`` refuses it).
 
-
-def _may_accept_gzip(accept_encoding: str) -> bool:
-    """False when the raw header cannot allow gzip: it names neither ``gzip`` nor ``*``.
-
-    Parsing the header costs more than the rest of the hook; most clients of a
-    prediction API (and load generators) send no ``Accept-Encoding`` at all.
+    The header is parsed only when it names ``gzip`` or ``*``: parsing costs more
+    than the rest of the hook, and most clients of a prediction API (and load
+    generators) send no ``Accept-Encoding`` at all.
     """
-    return bool(accept_encoding) and ("*" in accept_encoding or "gzip" in accept_encoding.lower())
+    if not accept_encoding or not ("*" in accept_encoding or "gzip" in accept_encoding.lower()):
+        return False
+    return parse_accept_header(accept_encoding).quality("gzip") > 0
+
+
+def gzipped(body: bytes, settings: CompressionSettings, accept_encoding: str) -> bytes | None:
+    """``body`` gzipped for a client whose ``Accept-Encoding`` takes it, if at least ``min_size``; else None.
+
+    The hook's decision on a buffered JSON answer, and the row lane's (``rest/lane``).
+    """
+    if len(body) < settings.min_size or not gzip_accepted(accept_encoding):
+        return None
+    return gzip.compress(body, compresslevel=settings.level, mtime=0)
 
 
 def compress_response(response: Response, settings: CompressionSettings) -> Response:
@@ -256,8 +266,9 @@ def compress_response(response: Response, settings: CompressionSettings) -> Resp
         # What vary.add writes on a response without Vary, without parsing a header set.
         headers.add("Vary", "Accept-Encoding")
     req = request._get_current_object()  # type: ignore[attr-defined]
+    accept_encoding = req.environ.get("HTTP_ACCEPT_ENCODING", "")
     if (
-        not _may_accept_gzip(req.environ.get("HTTP_ACCEPT_ENCODING", ""))
+        not gzip_accepted(accept_encoding)
         or response.direct_passthrough
         or response.is_streamed
         or has_encoding
@@ -265,12 +276,11 @@ def compress_response(response: Response, settings: CompressionSettings) -> Resp
         or response.status_code in (204, 206, 304)
         or req.method == "HEAD"
         or not (response.mimetype or "").startswith(_COMPRESSIBLE)
-        or not accepts_gzip()
     ):
         return response
-    body = response.get_data()
-    if len(body) < settings.min_size:
+    body = gzipped(response.get_data(), settings, accept_encoding)
+    if body is None:
         return response
-    response.set_data(gzip.compress(body, compresslevel=settings.level, mtime=0))
+    response.set_data(body)
     headers["Content-Encoding"] = "gzip"
     return response

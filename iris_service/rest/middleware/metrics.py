@@ -167,38 +167,41 @@ class AppMetrics:
     def after_request(self, response: Response) -> Response:
         """Count the request, observe its latency and the predictions it made."""
         req = request._get_current_object()
-        if self._known_stale:
-            self.create_known_series(current_app._get_current_object())
         if req.endpoint == SCRAPE_ENDPOINT:
+            if self._known_stale:
+                self.create_known_series(current_app._get_current_object())
             return response
         ctx = g._get_current_object()
-        status = response.status_code
         rule = req.url_rule
-        method = req.method
-        key = (
-            rule.rule if rule is not None else UNMATCHED_ENDPOINT,
-            method if method in _KNOWN_METHODS else "other",
-            status,
-        )
+        status = response.status_code
+        self.count(rule.rule if rule is not None else UNMATCHED_ENDPOINT, req.method, status, ctx.get(_START),
+                   noted_result(ctx) if status < 400 else None)
+        return response
+
+    def count(self, rule: str, method: str, status: int, start: float | None, result: Any,
+              app: Flask | None = None) -> None:
+        """Count one answered request of ``rule`` (the hook's, and the row lane's in ``rest/lane``).
+
+        ``start`` is missing when an earlier before_request hook answered first;
+        ``result`` is the inference a successful request made, if any; ``app``
+        defaults to the current one.
+        """
+        if self._known_stale:
+            self.create_known_series(app or current_app._get_current_object())
+        key = (rule, method if method in _KNOWN_METHODS else "other", status)
         children = self._request_children.get(key) or self._request_pair(key)
         children[0].inc()
-        start = ctx.get(_START)
-        # Missing when an earlier before_request hook answered first.
         if start is not None:
             children[1].observe(time.perf_counter() - start)
-        if status < 400:
-            self._count_predictions(ctx)
-        return response
+        if result is not None:
+            self._count_predictions(result)
 
     def teardown_request(self, exc: BaseException | None) -> None:
         """Leave the in-flight count, even when the request raised."""
         if g.pop(_IN_FLIGHT, False):
             self.in_flight.dec()
 
-    def _count_predictions(self, ctx: Any) -> None:
-        result = noted_result(ctx)
-        if result is None:
-            return
+    def _count_predictions(self, result: Any) -> None:
         model, version, rows = result.model.name, str(result.model.version), result.rows
         (self._batch_children.get((model, version)) or self._batch_histogram(model, version)).observe(rows)
         counts = result.class_counts()

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask
 
 from ...serving.payload_log import PayloadLog, PayloadLogSettings, dropped_counter
 from ..state import state_of
-from .request_log import _request_id
 
 
 class PayloadLogHook:
@@ -22,9 +21,8 @@ class PayloadLogHook:
     def __init__(self, payload_log: PayloadLog) -> None:
         self.log = payload_log
 
-    def __call__(self, ctx: Any, result: Any) -> None:
-        rid = ctx.get("request_id")  # set by the request log's before_request hook
-        self.log.record(rid if rid is not None else _request_id(ctx, request.environ), result)
+    def __call__(self, request_id: str, result: Any) -> None:
+        self.log.record(request_id, result)
 
     def close(self) -> None:
         self.log.close()

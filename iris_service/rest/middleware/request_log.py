@@ -9,31 +9,22 @@ from __future__ import annotations
 
 import logging
 import math
-import random
-import re
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from flask import Flask, Response, g, request
 
-from ..state import noted_model, noted_result, state_of
+from ..state import noted_model, noted_result, request_id_of, state_of
 from .tracing import current_trace_id
 
 LOGGER_NAME = "iris_service.requests"
 REQUEST_ID_HEADER = "X-Request-ID"
 LOG_FORMATS = ("json", "text")
 
-# Ids are echoed into headers and logs, so only a safe, bounded alphabet is trusted.
-_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _START = "_iris_request_log_start"
 _TIME = "_iris_request_log_time"
-#: The environ key of ``X-Request-ID``: read directly, a missing header costs no exception.
-_REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
-# The version (4) and variant (RFC 4122) bits of a random UUID.
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 def request_id() -> str:
@@ -42,30 +33,7 @@ def request_id() -> str:
     Made on first use, so an error handler or a hook that runs before ours still gets
     the id that the response will carry.
     """
-    return _request_id(g._get_current_object(), request.environ)
-
-
-def _request_id(ctx: Any, environ: dict[str, Any]) -> str:
-    """``request_id`` for an already resolved ``g`` and WSGI environ (hooks resolve them once).
-
-    ``g.get``, not ``getattr``: a missing name on ``g`` raises and catches an AttributeError.
-    """
-    rid: str | None = ctx.get("request_id")
-    if rid is None:
-        incoming = environ.get(_REQUEST_ID_ENVIRON, "")
-        rid = incoming if incoming and _VALID_REQUEST_ID.fullmatch(incoming) else _new_id()
-        ctx.request_id = rid
-    return rid
-
-
-def _new_id() -> str:
-    """A random (version 4) UUID as 32 hex digits, in the format of ``uuid.uuid4().hex``.
-
-    From ``random``, not ``os.urandom``: an id is a label, not a secret, and the
-    system call releases the GIL, which a request thread then waits to get back
-    behind the busy ones. Python reseeds ``random`` in a forked child.
-    """
-    return f"{(random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET:032x}"
+    return request_id_of(g._get_current_object(), request.environ)
 
 
 def level_of(value: str | int) -> int:
@@ -99,6 +67,20 @@ def _token(text: object) -> str:
     return printable(str(text)).replace(" ", "\\x20")
 
 
+class Answered(NamedTuple):
+    """What the line says of one answered request: ``start`` is a ``perf_counter``, ``started_at`` a ``time``."""
+
+    request_id: str
+    method: str
+    path: str
+    status: int
+    start: float | None
+    started_at: float | None
+    model: Any
+    result: Any
+    remote_addr: str | None
+
+
 class RequestLogState:
     """The hooks, level and format of one app; kept in its state's ``request_log``.
 
@@ -120,7 +102,7 @@ class RequestLogState:
         ctx = g._get_current_object()
         setattr(ctx, _START, time.perf_counter())
         setattr(ctx, _TIME, time.time())
-        _request_id(ctx, request.environ)
+        request_id_of(ctx, request.environ)
 
     def after_request(self, response: Response) -> Response:
         """Echo the request id and log the request.
@@ -131,12 +113,18 @@ class RequestLogState:
         # Proxies resolved once: each access through flask's g or request costs ~1 us.
         ctx = g._get_current_object()
         req = request._get_current_object()
-        rid = _request_id(ctx, req.environ)
+        environ = req.environ
+        rid = request_id_of(ctx, environ)
         response.headers[REQUEST_ID_HEADER] = rid
-        level = logging.ERROR if response.status_code >= 500 else logging.INFO
-        if level >= self.level and self.logger.isEnabledFor(level):
-            self._emit(level, self._format(self._record(ctx, req, rid, response, level)))
+        self.log(Answered(rid, req.method, req.path, response.status_code, ctx.get(_START), ctx.get(_TIME),
+                          noted_model(ctx), noted_result(ctx), environ.get("REMOTE_ADDR")))
         return response
+
+    def log(self, answered: Answered) -> None:
+        """Write the line of one answered request (the hook's, and the row lane's in ``rest/lane``)."""
+        level = logging.ERROR if answered.status >= 500 else logging.INFO
+        if level >= self.level and self.logger.isEnabledFor(level):
+            self._emit(level, self._format(self._record(answered, level)))
 
     def _emit(self, level: int, line: str) -> None:
         """Log the line; when our handler is the logger's only reader, queue it directly.
@@ -154,22 +142,21 @@ class RequestLogState:
                 return
         logger.log(level, line)
 
-    def _record(self, ctx: Any, req: Any, rid: str, response: Response, level: int) -> dict[str, Any]:
-        start = ctx.get(_START)
-        model, result = noted_model(ctx), noted_result(ctx)
+    def _record(self, answered: Answered, level: int) -> dict[str, Any]:
+        start, model, result = answered.start, answered.model, answered.result
         duration_ms = round((time.perf_counter() - start) * 1000.0, 3) if start is not None else None
         record: dict[str, Any] = {
-            "time": self._timestamp(ctx.get(_TIME) or time.time()),
+            "time": self._timestamp(answered.started_at or time.time()),
             "level": logging.getLevelName(level),
-            "request_id": rid,
-            "method": req.method,
-            "path": req.path,
-            "status": response.status_code,
+            "request_id": answered.request_id,
+            "method": answered.method,
+            "path": answered.path,
+            "status": answered.status,
             "duration_ms": duration_ms,
             "model": model.name if model is not None else None,
             "model_version": model.version if model is not None else None,
             "batch_size": result.rows if result is not None else None,
-            "remote_addr": req.environ.get("REMOTE_ADDR"),
+            "remote_addr": answered.remote_addr,
         }
         if self.state is not None and self.state.tracing is not None:
             trace_id = current_trace_id()

@@ -16,6 +16,7 @@ state's ``security``; its hooks then guard every request:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from collections.abc import Callable
@@ -94,12 +95,12 @@ class Security:
         state_of(app).security = settings
         if app.config.get("ENV_NAME") == "production":
             _forbid_debugger(app)
-        app.before_request(lambda: _check_api_key(settings))
-        app.after_request(lambda response: _harden(settings, response))
+        app.before_request(functools.partial(check_api_key, settings))
+        app.after_request(functools.partial(harden, settings))
         return settings
 
 
-def _check_api_key(settings: SecuritySettings) -> None:
+def check_api_key(settings: SecuritySettings) -> None:
     """401 unless the request carries a key, on every route that needs one.
 
     CORS preflights carry no credentials by design (the browser sends them on
@@ -134,9 +135,15 @@ _DEFAULT_HEADERS = (
     # that chose their own policy (Swagger UI's files) keep it.
     ("cache-control", "Cache-Control", "no-store"),
 )
+#: What ``harden`` adds to a JSON answer that set none of them, in its order (the row lane's headers).
+JSON_ANSWER_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    *((name, value) for _, name, value in _DEFAULT_HEADERS),
+    ("Content-Security-Policy", API_CSP),
+)
 
 
-def _harden(settings: SecuritySettings, response: Response) -> Response:
+def harden(settings: SecuritySettings, response: Response) -> Response:
     # One pass over the response's few headers instead of a lookup per header
     # (werkzeug raises and catches a KeyError for each one that is missing).
     headers = response.headers
