@@ -1,8 +1,10 @@
 """Drift at /metrics, the window's bookkeeping, and the DRIFT_* settings."""
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +181,14 @@ def test_monitor_keeps_one_window_per_model_object_and_none_when_off(iris_artifa
     monitor.observe(first, drawn_like_training(5))
     assert monitor.tracker(first).snapshot().count == 5
     assert monitor.tracker(second).snapshot().count == 0  # a reload's new model starts afresh
+    monitor.observe(second, drawn_like_training(3))  # each call finds its own model's window
+    monitor.observe(first, drawn_like_training(2))
+    assert (monitor.tracker(first).snapshot().count, monitor.tracker(second).snapshot().count) == (7, 3)
+    # The monitor holds models weakly, the last one observed included: an unloaded model is freed.
+    gone = weakref.ref(second)
+    del second
+    gc.collect()
+    assert gone() is None
     off = DriftMonitor(DriftSettings(enabled=False))
     off.observe(first, drawn_like_training(5))
     assert off.tracker(first) is None

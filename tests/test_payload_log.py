@@ -227,3 +227,24 @@ def test_close_waits_for_the_queue_then_gives_up_counting_what_was_left(iris_art
     assert payloads.flush()
     payloads.close()
     assert sorted(written) == ["a", "closed", "closed", "d"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only: Windows has no fork")
+def test_a_forked_child_records_through_its_own_writer(payload_app, tmp_path) -> None:
+    """Threads do not survive a fork: the child's first record starts its own writer, and nothing is lost."""
+    path = tmp_path / "fork.jsonl"
+    app = payload_app(PAYLOAD_LOG=str(path))
+    client = app.test_client()
+    assert client.post("/predict", json={"features": KNOWN_ROWS[0][0]}, headers={"X-Request-ID": "parent-1"}).status_code == 200
+    log = state_of(app).payload_log.log
+    assert log.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: one request, its record flushed by its own writer, then out without cleanup
+        ok = client.post("/predict", json={"features": KNOWN_ROWS[1][0]}, headers={"X-Request-ID": "child-1"})
+        os._exit(0 if ok.status_code == 200 and log.flush() and log._writer.is_alive() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert client.post("/predict", json={"features": KNOWN_ROWS[2][0]}, headers={"X-Request-ID": "parent-2"}).status_code == 200
+    assert log.flush()
+    ids = [orjson.loads(line)["request_id"] for line in path.read_text().splitlines()]
+    assert sorted(ids) == ["child-1", "parent-1", "parent-2"]

@@ -17,6 +17,7 @@ metrics library here: the REST metrics read ``snapshot()``.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -197,17 +198,23 @@ class DriftMonitor:
         self.settings = settings or DriftSettings()
         self._models: WeakKeyDictionary[Any, ModelDrift | None] = WeakKeyDictionary()
         self._lock = threading.Lock()
+        #: The last model observed (weakly) and its state: one model serves most requests, and a
+        #: ``WeakKeyDictionary`` lookup makes a new weak reference each time. One tuple, swapped whole.
+        self._last: tuple[Any, ModelDrift | None] = (lambda: None, None)
 
     def observe(self, model: Model, x: npt.NDArray[np.float64]) -> None:
         """Note one answered request's rows (cheap: a lookup and a copy)."""
         if not self.settings.enabled:
             return
-        try:
-            state = self._models.get(model, _UNKNOWN)
-        except TypeError:  # an unhashable model wrapper: not tracked rather than failed
-            return
-        if state is _UNKNOWN:
-            state = self.tracker(model)
+        last, state = self._last
+        if last() is not model:
+            try:
+                state = self._models.get(model, _UNKNOWN)
+                if state is _UNKNOWN:
+                    state = self.tracker(model)
+                self._last = (weakref.ref(model), state)
+            except TypeError:  # an unhashable (or unreferenceable) model wrapper: not tracked rather than failed
+                return
         if state is not None:
             state.observe(x)
 

@@ -38,6 +38,22 @@ MAX_QUEUED_BYTES = 256 * 1024 * 1024
 QUEUE_FULL, SINK_ERROR, NOT_FLUSHED = "queue_full", "sink_error", "not_flushed"
 
 Dropped = Callable[[str, int], None]
+
+#: Forks this process has been through: a record compares one integer, not a ``getpid`` system call,
+#: to know whether its writer thread is still this process's (threads do not survive a fork).
+_FORKS = [0]
+_FORK_HOOK: list[bool] = []
+
+
+def _count_fork() -> None:
+    _FORKS[0] += 1
+
+
+def _watch_forks() -> None:
+    """Count forks from the first writer on (where ``os.register_at_fork`` exists: not on Windows)."""
+    if not _FORK_HOOK and hasattr(os, "register_at_fork"):
+        _FORK_HOOK.append(True)
+        os.register_at_fork(after_in_child=_count_fork)
 DROPPED_METRIC = "iris_payload_log_dropped"
 DROPPED_HELP = ("Payload log records not written, by reason: queue_full (the writer is behind), "
                 "sink_error (the file or receiver failed), not_flushed (still queued at exit).")
@@ -145,12 +161,13 @@ class PayloadLog:
         self._queue = _Queue()
         self._writer: threading.Thread | None = None
         self._pid = -1
+        self._generation = -1  # the value of _FORKS[0] when this process's writer started
 
     def record(self, request_id: str, result: Any) -> None:
         """Queue one answered request (an ``InferResult``), if sampled and if there is room; never blocks."""
         if self._sample < 1.0 and random.random() >= self._sample:
             return
-        if self._pid != os.getpid():
+        if self._generation != _FORKS[0]:
             self._start()
         x, prediction = result.x, result.prediction
         size = _nbytes(x) + _nbytes(prediction.classes) + _nbytes(prediction.probabilities) + _nbytes(
@@ -184,7 +201,7 @@ class PayloadLog:
             return
         queue.put_marker(_STOP)
         writer.join(timeout)
-        self._pid = -1
+        self._pid = self._generation = -1
         if writer.is_alive():
             left = sum(1 for item in queue.take() if isinstance(item, Entry))
             queue.put_marker(_STOP)  # the stuck writer ends once its sink answers
@@ -202,12 +219,15 @@ class PayloadLog:
         """Start this process's writer (again after a fork: threads do not survive one)."""
         with self._start_lock:
             if self._pid == os.getpid():
+                self._generation = _FORKS[0]
                 return
+            _watch_forks()
             queue = self._queue = _Queue()
             self._writer = threading.Thread(target=self._write_forever, args=(queue,), name="iris-payload-log",
                                             daemon=True)
             self._writer.start()
             self._pid = os.getpid()
+            self._generation = _FORKS[0]
 
     def _write_forever(self, queue: _Queue) -> None:
         sink = self._make_sink()

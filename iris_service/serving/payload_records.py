@@ -64,7 +64,7 @@ def outputs_of(entry: Entry) -> dict[str, Any]:
     if prediction.probabilities is not None:
         outputs["probabilities"] = json_array(prediction.probabilities)
         if names:
-            outputs["classes"] = list(names)
+            outputs["classes"] = names  # a tuple or list: orjson writes either as an array, no copy
     return outputs
 
 
