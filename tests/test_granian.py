@@ -49,7 +49,7 @@ def test_batching_with_one_thread_is_refused_saying_what_to_set(mode, iris_artif
             "set --threads 4 (or more) or IRIS_SERVICE_BATCHING=off") in " ".join(result.output.split())
 
 
-@pytest.mark.parametrize(("mode", "server", "threads"), [("off", "granian", 4), ("on", "granian", 4),
+@pytest.mark.parametrize(("mode", "server", "threads"), [("off", "granian", 2), ("on", "granian", 4),
                                                          ("auto", "granian", 4), ("on", "waitress", 8)])
 def test_threads_default_to_the_measured_setting_for_batching(mode, server, threads) -> None:
     from iris_service.cli.serve_granian import pick_threads
@@ -108,7 +108,7 @@ def test_serve_without_a_server_flag_is_granian_and_keeps_the_promise(iris_artif
     with run_server(serve_args(port), server_env(iris_artifact, tmp_path), port, output=output) as (base, _):
         assert_promise(base)
         assert requests.get(f"{base}/health/live", timeout=10).headers["Server"] == "granian"
-    assert "(granian, 1 worker(s) x 4 thread(s))" in output.read_text(errors="replace")
+    assert "(granian, 1 worker(s) x 2 thread(s))" in output.read_text(errors="replace")
 
 
 @pytest.mark.server

@@ -22,10 +22,15 @@ from ..servers import granian_server, wsgi_layers
 
 #: The app this process built, handed to forked workers (a spawned worker builds its own).
 _PRELOADED: dict[str, Any] = {}
-#: Blocking threads granian gets when --threads is not given, BATCHING on or off. Measured
-#: (single-row /predict, 16 connections): 1 thread was never faster than 4, and one large
-#: batch or one client holding back its body stalls a one-thread worker whole; 8 raised p99.
-THREADS_GRANIAN = 4
+#: Blocking threads granian gets when --threads is not given, with BATCHING off. Measured beside
+#: each other (single-row /predict, 16 connections, one process): 2 threads answered 1.5x the
+#: requests of 4 at 0.4x the p99 (11,600 against 7,400 req/s; 5 against 13 ms), 3 in between, 8
+#: fewer still: a row costs ~40 us of Python (the row lane), and more threads only queue on the GIL.
+#: Not 1: one large batch, or one client holding back its body, would stall the worker whole.
+THREADS_GRANIAN = 2
+#: With BATCHING on or auto: the micro-batcher gathers the requests in flight in one process,
+#: one per thread, so it needs threads to gather from (S5's 200-tree forest: 4 measured).
+THREADS_GRANIAN_BATCHING = 4
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -55,10 +60,10 @@ def pick_threads(threads: int | None, mode: str, server: str) -> int:
     if threads is None:
         if server == "waitress":
             return 8
-        return THREADS_GRANIAN
+        return THREADS_GRANIAN if mode == "off" else THREADS_GRANIAN_BATCHING
     if threads == 1 and mode != "off":
         raise click.UsageError(f"BATCHING={mode} gathers requests in flight in one process, and --threads 1 "
-                               f"lets one in at a time: set --threads {THREADS_GRANIAN} (or more) or "
+                               f"lets one in at a time: set --threads {THREADS_GRANIAN_BATCHING} (or more) or "
                                "IRIS_SERVICE_BATCHING=off.")
     return threads
 
