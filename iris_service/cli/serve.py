@@ -20,8 +20,9 @@ SERVERS = ("granian", "waitress")
               help="granian: worker processes, each with its own --threads (one on Windows). "
                    "waitress runs one process.")
 @click.option("--threads", default=None, type=click.IntRange(1, 1024),
-              help="Threads running the app, per process (default: waitress 8, granian 4). With BATCHING "
-                   "on or auto at least 2: micro-batching gathers requests in flight in one process.")
+              help="Threads running the app, per process (default: waitress 8, granian 2, or 4 with BATCHING on or "
+                   "auto). With BATCHING on or auto at least 2: micro-batching gathers requests in flight in one "
+                   "process.")
 @click.option("--runtime-threads", default=1, show_default=True, type=click.IntRange(1, 64),
               help="granian: Rust threads per worker for network I/O (1 is enough for a WSGI app).")
 @click.option("--env", "env", type=click.Choice(["development", "testing", "production"]), default=None,
