@@ -53,7 +53,6 @@ _SIGNALS = (
 #: Environ keys whose presence means Flask must answer (cookies: sessions; the rest: the body's framing).
 _TO_FLASK = ("HTTP_COOKIE", "HTTP_CONTENT_ENCODING", "HTTP_TRANSFER_ENCODING", "HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
 _V2_MODELS, _V2_INFER = "/v2/models/", "/infer"
-_OCTET_STREAM = "application/octet-stream"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 #: What a route's view makes of a parsed body: the model, the result, content type, body, extra headers.
@@ -75,7 +74,7 @@ def _v2_infer(plane: Any, data: Any, name: str | None, version: str | None) -> A
     if not answer.has_binary:
         return model, result, MIMETYPE, dumps(v2_views.INFER_RESPONSE_SCHEMA.dump(answer.header)), []
     body, header_length = v2_views.binary_answer(answer)
-    return model, result, _OCTET_STREAM, body, [(v2.HEADER_LENGTH, header_length)]
+    return model, result, v2_views.OCTET_STREAM, body, [(v2.HEADER_LENGTH, header_length)]
 
 
 class Route(NamedTuple):

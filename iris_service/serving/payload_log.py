@@ -41,18 +41,20 @@ Dropped = Callable[[str, int], None]
 
 #: Forks this process has been through: a record compares one integer, not a ``getpid`` system call,
 #: to know whether its writer thread is still this process's (threads do not survive a fork).
-_FORKS = [0]
-_FORK_HOOK: list[bool] = []
+_forks = 0
+_watching = False
 
 
 def _count_fork() -> None:
-    _FORKS[0] += 1
+    global _forks
+    _forks += 1
 
 
 def _watch_forks() -> None:
     """Count forks from the first writer on (where ``os.register_at_fork`` exists: not on Windows)."""
-    if not _FORK_HOOK and hasattr(os, "register_at_fork"):
-        _FORK_HOOK.append(True)
+    global _watching
+    if not _watching and hasattr(os, "register_at_fork"):
+        _watching = True
         os.register_at_fork(after_in_child=_count_fork)
 DROPPED_METRIC = "iris_payload_log_dropped"
 DROPPED_HELP = ("Payload log records not written, by reason: queue_full (the writer is behind), "
@@ -161,13 +163,13 @@ class PayloadLog:
         self._queue = _Queue()
         self._writer: threading.Thread | None = None
         self._pid = -1
-        self._generation = -1  # the value of _FORKS[0] when this process's writer started
+        self._generation = -1  # the value of _forks when this process's writer started
 
     def record(self, request_id: str, result: Any) -> None:
         """Queue one answered request (an ``InferResult``), if sampled and if there is room; never blocks."""
         if self._sample < 1.0 and random.random() >= self._sample:
             return
-        if self._generation != _FORKS[0]:
+        if self._generation != _forks:
             self._start()
         x, prediction = result.x, result.prediction
         size = _nbytes(x) + _nbytes(prediction.classes) + _nbytes(prediction.probabilities) + _nbytes(
@@ -219,7 +221,7 @@ class PayloadLog:
         """Start this process's writer (again after a fork: threads do not survive one)."""
         with self._start_lock:
             if self._pid == os.getpid():
-                self._generation = _FORKS[0]
+                self._generation = _forks
                 return
             _watch_forks()
             queue = self._queue = _Queue()
@@ -227,7 +229,7 @@ class PayloadLog:
                                             daemon=True)
             self._writer.start()
             self._pid = os.getpid()
-            self._generation = _FORKS[0]
+            self._generation = _forks
 
     def _write_forever(self, queue: _Queue) -> None:
         sink = self._make_sink()

@@ -37,7 +37,7 @@ from .admin import check_admin
 EXTENSIONS = ("binary_tensor_data", "model_repository")
 #: Views of the repository extension: they change what is served, so they need the admin token.
 _ADMIN_VIEWS = frozenset({"RepositoryIndex", "RepositoryLoad", "RepositoryUnload"})
-_OCTET_STREAM = "application/octet-stream"
+OCTET_STREAM = "application/octet-stream"
 #: One instance each, shared by the view and the row lane (``rest/lane``): they hold no request state.
 INFER_REQUEST_SCHEMA = InferRequestSchema()
 INFER_RESPONSE_SCHEMA = InferResponseSchema()
@@ -56,7 +56,7 @@ def _load_body(req: flask.Request) -> Any:
         return {}
     if header_length is None and req.is_json:
         return parse_json_body(req)
-    if header_length is None and req.mimetype not in ("", _OCTET_STREAM):
+    if header_length is None and req.mimetype not in ("", OCTET_STREAM):
         raise UnsupportedMediaType(
             f"Send application/json, or a JSON header and binary tensors with {v2.HEADER_LENGTH} "
             f"(got {req.mimetype})."
@@ -122,7 +122,7 @@ def _infer(body: dict[str, Any], name: str, version: str | None) -> Any:
     if not result.has_binary:
         return result.header
     body, header_length = binary_answer(result)
-    response = Response(body, mimetype=_OCTET_STREAM)
+    response = Response(body, mimetype=OCTET_STREAM)
     response.headers[v2.HEADER_LENGTH] = header_length
     return response
 
@@ -161,7 +161,7 @@ class Infer(MethodView):
     # The binary tensor data extension answers raw bytes when outputs ask for them.
     @blp.doc(responses={"200": {"description": "OK", "content": {
         "application/json": {"schema": InferResponseSchema},
-        _OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}},
+        OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}},
     }}})
     @blp.errors(
         (400, "Invalid request, shape, datatype or data, or more rows than MAX_BATCH_SIZE"),
