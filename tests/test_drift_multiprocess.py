@@ -113,3 +113,48 @@ def test_the_scrape_sums_every_workers_histogram_and_counter_and_takes_the_large
     assert psi == {f: pytest.approx(max(a["features"][f]["psi"] for a in answers)) for f in FEATURES}
     assert psi["petal_length"] > 0.25
     assert [(s.labels["model"], s.value) for s in families["iris_model_ready"]] == [("iris", 1.0)]
+
+
+_LANE_WORKER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from prometheus_client import multiprocess
+    from iris_service import create_app
+
+    app = create_app({"ENV_NAME": "testing", "MODEL_PATH": sys.argv[1]})
+    dispatched = []
+    original = app.full_dispatch_request
+    app.full_dispatch_request = lambda: dispatched.append(1) or original()
+    client = app.test_client()
+    predictions = [client.post("/predict", json={"features": row}).get_json()["prediction"]
+                   for row in json.loads(sys.argv[2])]
+    own = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"histogram_{os.getpid()}.db")
+    deadline, counts = time.monotonic() + 30, []
+    while time.monotonic() < deadline:
+        if os.path.exists(own):
+            counts = [s.value for m in multiprocess.MultiProcessCollector.merge([own]) for s in m.samples
+                      if s.name == "iris_feature_value_count"]
+            if counts and min(counts) == len(predictions):
+                break
+        time.sleep(0.1)
+    print(json.dumps({"predictions": predictions, "dispatched": len(dispatched), "counts": counts}))
+    """
+)
+
+
+def test_under_several_workers_the_row_lane_answers_and_starts_the_drift_writer(
+    iris_artifact: Path, tmp_path: Path
+) -> None:
+    """Multiprocess metrics once sent every row through Flask (3x its cost): the drift writer's hook is the lane's too."""
+    from conftest import KNOWN_ROWS
+
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    rows = [row for row, _, _ in KNOWN_ROWS]
+    done = subprocess.run([sys.executable, "-c", _LANE_WORKER, str(iris_artifact), json.dumps(rows)],
+                          env=worker_env(folder), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["predictions"] == [expected for _, expected, _ in KNOWN_ROWS]
+    assert answer["dispatched"] == 0  # every row answered by the lane, none by Flask
+    assert answer["counts"] == [len(rows)] * len(FEATURES)  # the drift writer ran in this worker

@@ -34,6 +34,7 @@ from .blueprints.mlflow import mlflow_error_fields
 from .json import MIMETYPE, dumps
 from .middleware.compression import compress_response, gzipped
 from .middleware.metrics import AppMetrics
+from .middleware.metrics_drift_files import DriftFiles
 from .middleware.request_log import REQUEST_ID_HEADER, Answered, RequestLogState
 from .middleware.security import JSON_ANSWER_HEADERS, check_api_key, harden
 from .state import EXTENSION_KEY, REQUEST_ID_ENVIRON
@@ -121,6 +122,12 @@ class RowLane:
             and all(_played(hook) for registry in self._hooks for key in (None, route.blueprint)
                     for hook in registry.get(key, ()))
         }
+        #: Endpoint -> the before hooks the lane calls as they are (they need no request), in Flask's order.
+        self._before = {
+            endpoint: tuple(hook for key in (None, blueprint) for hook in self._hooks[0].get(key, ())
+                            if getattr(hook, "__func__", None) in _CALLED_METHODS)
+            for endpoint, blueprint in ((r.endpoint, r.blueprint) for r in (PREDICT, V2_INFER, V2_INFER_VERSION))
+        }
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if (
@@ -178,6 +185,8 @@ class RowLane:
                 version: str | None) -> tuple[list[tuple[str, str]], bytes] | None:
         """The view's answer and every hook's part in it, or None when Flask must answer instead."""
         start, started_at = time.perf_counter(), time.time()
+        for hook in self._before[route.endpoint]:
+            hook()
         service = self.app.extensions[EXTENSION_KEY]
         metrics = service.metrics if isinstance(service.metrics, AppMetrics) else None
         if metrics is not None:
@@ -227,6 +236,7 @@ def _played(hook: Any) -> bool:
     """Whether the lane does what ``hook`` does on a successful answer (mlflow's and V2's guard: nothing)."""
     return (
         getattr(hook, "__func__", None) in _PLAYED_METHODS
+        or getattr(hook, "__func__", None) in _CALLED_METHODS
         or getattr(hook, "func", None) in _PLAYED_PARTIALS
         or hook is mlflow_error_fields
         or hook is v2_views.guard_repository
@@ -238,3 +248,6 @@ _PLAYED_METHODS = frozenset({
     AppMetrics.before_request, AppMetrics.after_request, AppMetrics.teardown_request,
 })
 _PLAYED_PARTIALS = frozenset({check_api_key, harden, compress_response})
+#: Hooks that need no request, which the lane calls itself: under several workers (multiprocess
+#: metrics) each worker's drift writer starts on its first request, lane or Flask.
+_CALLED_METHODS = frozenset({DriftFiles.start})
