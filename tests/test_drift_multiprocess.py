@@ -16,10 +16,33 @@ from test_drift import drawn_like_training
 
 from iris_service.artifacts import read_manifest
 
-_WORKER = textwrap.dedent(
+#: A worker script's wait (bounded) until its own histogram file counts ``rows`` per feature.
+_OWN_COUNTS = textwrap.dedent(
     """
-    import json, os, sys, time
+    import os, time
     from prometheus_client import multiprocess
+
+    def own_counts():
+        own = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"histogram_{os.getpid()}.db")
+        if not os.path.exists(own):
+            return []
+        return [s.value for m in multiprocess.MultiProcessCollector.merge([own]) for s in m.samples
+                if s.name == "iris_feature_value_count"]
+
+    def own_counts_reach(rows):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            counts = own_counts()
+            if counts and min(counts) == rows:
+                return True
+            time.sleep(0.1)
+        return False
+    """
+)
+
+_WORKER = _OWN_COUNTS + textwrap.dedent(
+    """
+    import json, sys
     from iris_service import create_app
 
     artifact, mode = sys.argv[1], sys.argv[2]
@@ -30,16 +53,7 @@ _WORKER = textwrap.dedent(
     rows = json.loads(sys.stdin.readline())
     assert client.post("/models/iris/predict", json={"instances": rows}).status_code == 200
     # The worker's writer thread publishes within a second; wait (bounded) for its own file to say so.
-    own = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"histogram_{os.getpid()}.db")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if os.path.exists(own):
-            counts = [s.value for m in multiprocess.MultiProcessCollector.merge([own]) for s in m.samples
-                      if s.name == "iris_feature_value_count"]
-            if counts and min(counts) == len(rows):
-                break
-        time.sleep(0.1)
-    else:
+    if not own_counts_reach(len(rows)):
         sys.exit("drift counts never reached the multiprocess files")
     print(json.dumps(client.get("/models/iris/drift").get_json()), flush=True)
     sys.stdin.readline()  # stay alive until the scrape is done: a dead worker's live gauges are dropped
@@ -115,10 +129,9 @@ def test_the_scrape_sums_every_workers_histogram_and_counter_and_takes_the_large
     assert [(s.labels["model"], s.value) for s in families["iris_model_ready"]] == [("iris", 1.0)]
 
 
-_LANE_WORKER = textwrap.dedent(
+_LANE_WORKER = _OWN_COUNTS + textwrap.dedent(
     """
-    import json, os, sys, time
-    from prometheus_client import multiprocess
+    import json, sys
     from iris_service import create_app
 
     app = create_app({"ENV_NAME": "testing", "MODEL_PATH": sys.argv[1]})
@@ -128,16 +141,8 @@ _LANE_WORKER = textwrap.dedent(
     client = app.test_client()
     predictions = [client.post("/predict", json={"features": row}).get_json()["prediction"]
                    for row in json.loads(sys.argv[2])]
-    own = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"histogram_{os.getpid()}.db")
-    deadline, counts = time.monotonic() + 30, []
-    while time.monotonic() < deadline:
-        if os.path.exists(own):
-            counts = [s.value for m in multiprocess.MultiProcessCollector.merge([own]) for s in m.samples
-                      if s.name == "iris_feature_value_count"]
-            if counts and min(counts) == len(predictions):
-                break
-        time.sleep(0.1)
-    print(json.dumps({"predictions": predictions, "dispatched": len(dispatched), "counts": counts}))
+    own_counts_reach(len(predictions))
+    print(json.dumps({"predictions": predictions, "dispatched": len(dispatched), "counts": own_counts()}))
     """
 )
 
