@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FEATURES, ROOT
+from conftest import FEATURES, KNOWN_ROWS, ROOT
 from prometheus_client.parser import text_string_to_metric_families
 from test_drift import drawn_like_training
 
@@ -151,8 +151,6 @@ def test_under_several_workers_the_row_lane_answers_and_starts_the_drift_writer(
     iris_artifact: Path, tmp_path: Path
 ) -> None:
     """Multiprocess metrics once sent every row through Flask (3x its cost): the drift writer's hook is the lane's too."""
-    from conftest import KNOWN_ROWS
-
     folder = tmp_path / "metrics"
     folder.mkdir()
     rows = [row for row, _, _ in KNOWN_ROWS]

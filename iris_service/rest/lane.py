@@ -235,8 +235,7 @@ def _hooks(app: Flask) -> tuple[dict[Any, list[Any]], ...]:
 def _played(hook: Any) -> bool:
     """Whether the lane does what ``hook`` does on a successful answer (mlflow's and V2's guard: nothing)."""
     return (
-        getattr(hook, "__func__", None) in _PLAYED_METHODS
-        or getattr(hook, "__func__", None) in _CALLED_METHODS
+        getattr(hook, "__func__", None) in _PLAYED_METHODS | _CALLED_METHODS
         or getattr(hook, "func", None) in _PLAYED_PARTIALS
         or hook is mlflow_error_fields
         or hook is v2_views.guard_repository
