@@ -128,3 +128,16 @@ def test_every_metric_the_rules_and_dashboard_read_is_exported(exported: set[str
     assert {"iris_feature_psi", "iris_http_requests_total", "iris_http_request_duration_seconds_bucket",
             "iris_predictions_total", "iris_model_ready", "iris_feature_out_of_range_total",
             "iris_payload_log_dropped_total"} <= named
+
+
+def test_the_readme_explains_every_alert_rule_beside_the_dashboard_picture():
+    """Issue 20, item 6: the README's "Monitoring the model" names each rule alerts.yml defines."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Monitoring the model\n", 1)[1].split("\n## ", 1)[0]
+    rules = yaml.safe_load((MONITORING / "alerts.yml").read_text(encoding="utf-8"))
+    defined = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert defined == set(ALERTS)
+    for name in ALERTS:
+        assert f"**{name}**:" in section, name
+    picture = re.search(r"!\[[^\]]+\]\(([^)]+\.png)\)", section)
+    assert picture is not None and (ROOT / picture.group(1)).is_file()
