@@ -86,7 +86,9 @@ def markdown(results: Mapping[str, Any]) -> str:
             f"{inproc['floor_model']}) {_num(inproc['floor_rows_per_s'])} rows/s on the `instances` body, "
             f"{_num(inproc.get('floor_v2_rows_per_s'))} rows/s on the V2 tensor body. "
             f"One /predict row through the WSGI callable: ours (production config) "
-            f"{_num(inproc.get('wsgi_ours_us'), 1)} us, the Flask constant floor {_num(inproc.get('wsgi_floor_us'), 1)} us.",
+            f"{_num(inproc.get('wsgi_ours_us'), 1)} us, the Flask constant floor {_num(inproc.get('wsgi_floor_us'), 1)} us. "
+            f"A 1,000-row batch of the logistic model: /explain {_num(inproc.get('explain_ms'), 2)} ms, "
+            f"/predict {_num(inproc.get('explain_predict_ms'), 2)} ms.",
         ]
     out += notes(results)
     targets = [

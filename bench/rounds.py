@@ -38,6 +38,8 @@ INPROCESS_MEDIANS = (
     "floor_v2_rows_per_s",
     "wsgi_ours_us",
     "wsgi_floor_us",
+    "explain_ms",
+    "explain_predict_ms",
 )
 #: Per-server yes/no findings: true only when true in every round (P1's settings check).
 SERVER_ALL = ("settings_applied",)

@@ -45,6 +45,9 @@ FULL_ROUNDS = 3
 #: The in-process S6 timing: (calls per batch, batches), quick and full.
 QUICK_WSGI_CALLS = (300, 3)
 FULL_WSGI_CALLS = (1000, 5)
+#: The in-process P2 timing (bench/explain_cost.py): (requests per route per batch, batches), quick and full.
+QUICK_EXPLAIN_CALLS = (5, 3)
+FULL_EXPLAIN_CALLS = (20, 5)
 
 
 def _say(message: str) -> None:
@@ -58,21 +61,36 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-def _wsgi_floor(ours_model: Path | None, env: dict[str, str], quick: bool) -> dict[str, float]:
-    """S6's in-process timing (bench/wsgi_floor.py) in a fresh interpreter; empty when ours is absent."""
-    if ours_model is None:
-        return {}
-    calls, batches = QUICK_WSGI_CALLS if quick else FULL_WSGI_CALLS
+def _timed_in_child(module: str, what: str, args: list[str], env: dict[str, str]) -> dict[str, float]:
+    """``python -m <module> <args>`` in a fresh interpreter; its last stdout line is the JSON of medians."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.wsgi_floor", "--model", str(ours_model), "--calls", str(calls),
-         "--batches", str(batches)],
+        [sys.executable, "-m", module, *args],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
         stdin=subprocess.DEVNULL,
     )
     if done.returncode != 0:
-        _say(f"  in-process /predict timing failed: {done.stderr.strip().splitlines()[-1:]}")
+        _say(f"  {what} failed: {done.stderr.strip().splitlines()[-1:]}")
         return {}
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _wsgi_floor(ours_model: Path | None, env: dict[str, str], quick: bool) -> dict[str, float]:
+    """S6's in-process timing (bench/wsgi_floor.py); empty when ours is absent."""
+    if ours_model is None:
+        return {}
+    calls, batches = QUICK_WSGI_CALLS if quick else FULL_WSGI_CALLS
+    return _timed_in_child("bench.wsgi_floor", "in-process /predict timing",
+                           ["--model", str(ours_model), "--calls", str(calls), "--batches", str(batches)], env)
+
+
+def _explain_cost(ours_model: Path | None, env: dict[str, str], quick: bool) -> dict[str, float]:
+    """P2's in-process timing (bench/explain_cost.py): a 1,000-row batch explained and predicted."""
+    if ours_model is None:
+        return {}
+    calls, batches = QUICK_EXPLAIN_CALLS if quick else FULL_EXPLAIN_CALLS
+    return _timed_in_child("bench.explain_cost", "in-process explain timing",
+                           ["--json", "--model", str(ours_model), "--calls", str(calls), "--rounds", str(batches)],
+                           env)
 
 
 def _inprocess_baselines(
@@ -98,7 +116,7 @@ def _inprocess_baselines(
         floor_rows, floor = inprocess.batch_floor(floor_model, instances, repeats)
         _, floor_v2 = inprocess.batch_floor(floor_model, tensor, repeats, inprocess.v2_matrix)
         timed = dataclasses.asdict(inprocess.InProcess(loop, floor_rows, floor, floor_name, floor_v2))
-        return {**timed, **_wsgi_floor(ours_model, env, quick)}
+        return {**timed, **_wsgi_floor(ours_model, env, quick), **_explain_cost(ours_model, env, quick)}
 
     return measure
 

@@ -9,7 +9,10 @@ answers. No timing is asserted.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from bench.models import ONE_ROW, iris_rows
 
 WAITRESS_ONLY = specs.ServeServers()  # serve before --server existed
 GRANIAN_DEFAULT = specs.ServeServers("granian", ("waitress", "granian"))
-EXPECTED_TARGETS = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "G1", "G2", "P1"]
+EXPECTED_TARGETS = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "G1", "G2", "P1", "P2"]
 
 
 @pytest.mark.parametrize("serve", [WAITRESS_ONLY, GRANIAN_DEFAULT, specs.ServeServers("waitress", ("waitress", "granian"))])
@@ -243,3 +246,20 @@ def test_describe_serve_reads_the_default_server_however_serve_declares_it() -> 
         """serve before --server existed."""
 
     assert specs.describe_serve(old_serve, no_constant) == specs.ServeServers()
+
+
+def test_p2_times_explain_and_predict_of_one_body_through_the_app(iris_artifact: Path, tmp_path: Path) -> None:
+    """The P2 program ``make bench`` runs each round answers both routes (200) and gives both medians."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("IRIS_SERVICE_")},
+           "IRIS_SERVICE_INSTANCE_PATH": str(tmp_path / "instance")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.explain_cost", "--json", "--model", str(iris_artifact), "--calls", "1",
+         "--rounds", "1", "--rows", "50"],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(figures) == {"explain_ms", "explain_predict_ms"}
+    assert all(value > 0 for value in figures.values())
+    (p2,) = [c for c in targets.checks() if c.target == "P2"]
+    verdict = targets.evaluate({"inprocess": figures}, (p2,))[0]
+    assert verdict["ratio"] == pytest.approx(figures["explain_ms"] / figures["explain_predict_ms"])
