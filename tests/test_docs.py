@@ -30,6 +30,9 @@ SERVER_COMMANDS = ("make run",)
 #: The one shell command the page shows that this test does not run: it would run this test again.
 NOT_RUN = ["make test"]
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+#: The page's sentence naming make run's server, and the line that server prints when it listens.
+_PAGE_SERVER = re.compile(r"serves it with (\w+) on http://127\.0\.0\.1:5000 \((\d+) worker, (\d+) threads\)")
+_LOG_SERVER = re.compile(r"iris-service serving on http://127\.0\.0\.1:(\d+) \((\w+), (\d+) worker\(s\) x (\d+) thread\(s\)\)")
 
 
 def fenced_blocks(text: str, language: str) -> list[str]:
@@ -83,7 +86,7 @@ def test_getting_started_shows_the_compatibility_calls() -> None:
             "-d '{\"features\": [5.1, 3.5, 1.4, 0.2]}'") in shown
     assert "curl http://127.0.0.1:5000/health" in shown
     # What the run below replaces with its free port (and passes to make run as PORT):
-    assert "and serves it with waitress on http://127.0.0.1:5000" in " ".join(text.split())
+    assert "and serves it with granian on http://127.0.0.1:5000 (1 worker, 2 threads)" in " ".join(text.split())
     # The only shell command not in a bash block (so not run below) is make test.
     assert [c for block in fenced_blocks(text, "sh") for c in commands(block)] == NOT_RUN
 
@@ -170,8 +173,15 @@ def test_every_getting_started_command_runs_as_written(tmp_path: Path) -> None:
     assert (checkout / "scored.csv").read_text(encoding="utf-8").splitlines()[0] == header
     forest = (checkout / "scored-forest.csv").read_text(encoding="utf-8").splitlines()
     assert len(forest) == 7 and forest[1].startswith("5.1,3.5,1.4,0.2,a1,0,setosa,")
+    served = (tmp_path / "server.log").read_text(encoding="utf-8")
     # The page says make run logs one text line per request.
-    assert re.search(r"INFO \w+ POST /predict 200 ", (tmp_path / "server.log").read_text(encoding="utf-8"))
+    assert re.search(r"INFO \w+ POST /predict 200 ", served)
+    # ... and names the server make run starts, its workers and threads: the one that printed its address.
+    named = _PAGE_SERVER.search(" ".join(GETTING_STARTED.read_text(encoding="utf-8").split()))
+    assert named, "the page no longer says which server make run starts"
+    listening = _LOG_SERVER.search(served)
+    assert listening, served
+    assert listening.groups() == (str(port), *named.groups()), served
 
 
 def _wait_live(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 240.0) -> None:
