@@ -82,6 +82,8 @@ BAD = {
                                  "not 1.5."),
     "TESTING": ("no", "TESTING must be true or false, not 'no'."),
     "TRACING_ENABLED": (None, "TRACING_ENABLED must be true or false, not None."),
+    "TRACING_EXCLUDED_URLS": (123, "TRACING_EXCLUDED_URLS must be regular expressions of URLs not traced, a list "
+                                   "of strings or comma-separated text such as '/health,/metrics', not 123."),
     "TRUSTED_KEYS": (5, "TRUSTED_KEYS must be a list of public key files (or 'a.pub,b.pub'), not 5."),
     "UI_ENABLED": ("false", "UI_ENABLED must be true or false, not 'false'."),
 }
@@ -141,6 +143,9 @@ SERVE_CASES = [
     ("API_VERSION", "2", BAD["API_VERSION"][1]),
     ("DEBUG", "maybe", BAD["DEBUG"][1]),
     ("GRPC_THREADS", "0", "GRPC_THREADS must be a whole number from 1 to 1024, not 0."),
+    ("TRACING_EXCLUDED_URLS", "/health,/v2/(models", "TRACING_EXCLUDED_URLS entry '/v2/(models' is not a regular "
+     "expression (missing ), unterminated subpattern at position 4); write one per URL pattern, comma-separated, "
+     "such as '/health,/metrics'."),
 ]
 
 
@@ -157,3 +162,11 @@ def test_a_bad_setting_stops_serve_with_one_line_and_no_traceback(iris_artifact,
     lines = [line for line in result.stderr.strip().splitlines() if not line.startswith(PICKLE_WARNING)]
     assert lines == [f"Error: {message}"]
     assert result.stdout == ""
+
+
+def test_excluded_urls_from_the_environment_are_comma_separated_text(iris_artifact, monkeypatch):
+    # The IRIS_SERVICE_TRACING_EXCLUDED_URLS=123 was read as the JSON number 123 and ended in a
+    # traceback from inside OpenTelemetry; as a list setting it is the pattern '123'.
+    monkeypatch.setenv("IRIS_SERVICE_TRACING_EXCLUDED_URLS", "123, /metrics")
+    app = create_app({"ENV_NAME": "testing", "MODEL_PATH": str(iris_artifact)})
+    assert app.config["TRACING_EXCLUDED_URLS"] == ["123", "/metrics"]

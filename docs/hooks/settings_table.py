@@ -47,6 +47,8 @@ def allowed_values(name: str, default: Any, root: Path) -> str:
         return "true or false"
     if name == "TRUSTED_KEYS":
         return "list of public key files"
+    if name == "TRACING_EXCLUDED_URLS":
+        return "list of regular expressions"
     if name in checks._TEXT_LISTS:
         return "list of origins (or `*`)" if name == "CORS_ORIGINS" else "list of strings"
     if name in checks._PATHS:

@@ -23,6 +23,8 @@ ENV_PREFIX = "IRIS_SERVICE"
 ENV_VAR = f"{ENV_PREFIX}_ENV"
 INSTANCE_PATH_VAR = f"{ENV_PREFIX}_INSTANCE_PATH"
 DEFAULT_ENV = "development"
+#: The URLs not traced unless ``TRACING_EXCLUDED_URLS`` says otherwise: the probes and ``/metrics``.
+DEFAULT_EXCLUDED_URLS = r"^[a-z]+://[^/]+/(v2/)?(health|metrics)(/|\?|$)"
 
 
 def instance_path() -> Path:
@@ -88,6 +90,10 @@ class Config:
     LOG_LEVEL = "INFO"
     LOG_FORMAT = "json"
     TRACING_ENABLED = False
+    # URLs (regexes searched in the full URL) the tracing leaves out: probes and scrapes arrive every
+    # few seconds and say nothing about inference. Anchored after the host: a model named "health"
+    # is still traced. From the environment: comma-separated.
+    TRACING_EXCLUDED_URLS: list[str] = [DEFAULT_EXCLUDED_URLS]
     UI_ENABLED = False
     BATCHING: dict[str, Any] | str = "off"
     # The collector's thresholds once the models are loaded (cli/process.settle_heap);
@@ -167,7 +173,8 @@ def resolve_config_class(config: str | type | Mapping[str, Any] | None) -> type[
 #: Settings read from the environment as text, never as JSON: lists are comma-separated,
 #: and a key or token such as ``0``, ``null`` or ``123`` stays the string it is.
 STRING_SETTINGS = frozenset({"ADMIN_TOKEN", "PAYLOAD_LOG"})
-LIST_SETTINGS = frozenset({"API_KEYS", "CORS_ORIGINS", "SKOPS_TRUSTED_TYPES", "TRUSTED_KEYS"})
+LIST_SETTINGS = frozenset({"API_KEYS", "CORS_ORIGINS", "SKOPS_TRUSTED_TYPES", "TRUSTED_KEYS",
+                           "TRACING_EXCLUDED_URLS"})
 
 
 def load_settings(config: str | type | Mapping[str, Any] | None, instance: Path | None = None) -> dict[str, Any]:

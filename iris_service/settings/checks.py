@@ -81,6 +81,7 @@ def check_settings(settings: dict[str, Any]) -> None:
     for key in _TEXT_LISTS:
         _check_text_list(settings, key)
     _check_origins(settings)
+    _check_excluded_urls(settings)
     _check_admin_token(settings)
     _check_models(settings)
     _check_logging(settings)
@@ -190,6 +191,32 @@ def _check_origins(config: dict[str, Any]) -> None:
                 f"CORS_ORIGINS entries are origins like https://app.example (or *), not {origin!r}; "
                 "from the environment write them comma-separated: https://a.example,https://b.example."
             )
+
+
+def _check_excluded_urls(config: dict[str, Any]) -> None:
+    """``TRACING_EXCLUDED_URLS`` becomes a list of regular expressions, each compiled once here.
+
+    OpenTelemetry compiles them on the first traced request and splits text on
+    commas itself: a number (``IRIS_SERVICE_TRACING_EXCLUDED_URLS`` read as JSON
+    before it was a list setting) or an unbalanced ``(`` used to end start-up in
+    a traceback from inside the instrumentation.
+    """
+    value = config.get("TRACING_EXCLUDED_URLS")
+    if value is None:
+        value = []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"TRACING_EXCLUDED_URLS must be regular expressions of URLs not traced, a list of "
+                          f"strings or comma-separated text such as '/health,/metrics', not {value!r}.")
+    patterns = [v.strip() for v in value if v.strip()]
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"TRACING_EXCLUDED_URLS entry {pattern!r} is not a regular expression ({exc}); "
+                              "write one per URL pattern, comma-separated, such as '/health,/metrics'.") from None
+    config["TRACING_EXCLUDED_URLS"] = patterns
 
 
 def _shape(value: Any) -> str:

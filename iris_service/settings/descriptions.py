@@ -45,6 +45,8 @@ DESCRIPTIONS: dict[str, str] = {
     "LOG_LEVEL": "Level of the request log and the service's own log (a level name or number).",
     "LOG_FORMAT": "`json` (one JSON object a line) or `text` (one readable line) for the request log.",
     "TRACING_ENABLED": "OpenTelemetry spans for requests, decode, predict and encode (extra `otel`).",
+    "TRACING_EXCLUDED_URLS": "Regular expressions searched in each request's full URL: a match is not traced "
+                             "(default: the probes and `/metrics`); empty traces every request.",
     "UI_ENABLED": "Serve the page at `/` (else `/` answers a JSON index of the API).",
     "BATCHING": "Adaptive micro-batching: `off`, `on`, `auto`, or "
                 "`{\"mode\": ..., \"max_batch_size\": ..., \"max_latency_ms\": ...}`.",

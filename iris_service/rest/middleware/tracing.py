@@ -13,16 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
 
+from ...settings import DEFAULT_EXCLUDED_URLS
 from ..state import EXTENSION_KEY, state_of
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
 
 TRACER_NAME = "iris_service"
-# Probes and scrapes arrive every few seconds and say nothing about inference.
-# Regexes searched in the full URL, so anchored after the host: a model named
-# "health" must still be traced.
-DEFAULT_EXCLUDED_URLS = r"^[a-z]+://[^/]+/(v2/)?(health|metrics)(/|\?|$)"
 
 # Stateless and reusable, so one instance serves every call when tracing is off.
 _NO_SPAN: AbstractContextManager[None] = nullcontext()
@@ -101,7 +98,7 @@ class Tracing:
         request span that theirs and the views' spans nest under.
         """
         app.config.setdefault("TRACING_ENABLED", False)
-        app.config.setdefault("TRACING_EXCLUDED_URLS", DEFAULT_EXCLUDED_URLS)
+        app.config.setdefault("TRACING_EXCLUDED_URLS", [DEFAULT_EXCLUDED_URLS])
         if not app.config["TRACING_ENABLED"]:
             return
         try:
@@ -116,7 +113,12 @@ class Tracing:
         FlaskInstrumentor().instrument_app(
             app,
             tracer_provider=provider,
-            excluded_urls=app.config["TRACING_EXCLUDED_URLS"],
+            excluded_urls=_joined(app.config["TRACING_EXCLUDED_URLS"]),
         )
         # The data plane gets this state's span factory when ModelStore builds it.
         state_of(app).tracing = TracingState(tracer=provider.get_tracer(TRACER_NAME))
+
+
+def _joined(patterns: str | list[str]) -> str:
+    """The patterns as OpenTelemetry takes them: one comma-separated string (create_app gives a list)."""
+    return patterns if isinstance(patterns, str) else ",".join(patterns)
