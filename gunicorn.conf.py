@@ -5,17 +5,30 @@ the Kubernetes manifests tune the server without editing this file.
 """
 
 import os
+import sys
 from pathlib import Path
+
+from iris_service.errors import ConfigError
+from iris_service.servers.gunicorn_settings import read
+
+# Every GUNICORN_* variable below, checked: a bad one stops here with one line (gunicorn would
+# print a traceback, or start with no worker for GUNICORN_WORKERS=0). SystemExit is not an
+# Exception, so gunicorn's reader lets it through without adding its own.
+try:
+    _env = read(os.environ)
+except ConfigError as exc:
+    print(f"Error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 # The WSGI entry point, so the command line needs no app argument.
 wsgi_app = "wsgi:app"
 
 # Loopback by default, so a developer's run is not exposed; the image sets 0.0.0.0:8080.
-bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:5000")
+bind = _env["GUNICORN_BIND"]
 
 # Processes give CPU parallelism for numpy/sklearn code that holds the GIL; two per
 # container, and scale out with more pods (the HPA) rather than more workers.
-workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+workers = _env["GUNICORN_WORKERS"]
 
 # Threads overlap request I/O and JSON work inside a worker, and keep /health/live
 # answering while another thread predicts; gthread also handles keep-alive. Our
@@ -24,20 +37,20 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # gthread gives a thread to a client's first byte, so 8 clients trickling their
 # headers a byte a second held all 8 threads, for ever.
 worker_class = "iris_service.servers.gunicorn_worker.ThreadWorker"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = _env["GUNICORN_THREADS"]
 
 # A worker silent this long (seconds) is killed and replaced: far above any single
 # prediction, low enough that a hung worker does not hold requests for minutes.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+timeout = _env["GUNICORN_TIMEOUT"]
 
 # Time for in-flight requests to finish after SIGTERM; kept below the pod's
 # terminationGracePeriodSeconds minus its preStop sleep, so Kubernetes never SIGKILLs
 # a draining worker.
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+graceful_timeout = _env["GUNICORN_GRACEFUL_TIMEOUT"]
 
 # Seconds to hold an idle keep-alive connection: lets a client or sidecar reuse its
 # connection for the next prediction without pinning threads to idle clients.
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+keepalive = _env["GUNICORN_KEEPALIVE"]
 
 # Each worker binds its own listening socket (SO_REUSEPORT) and the kernel spreads new
 # connections over them. With one shared socket, whichever worker woke first could
@@ -45,7 +58,7 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 # 64 connections on one worker in a third of its runs, at half the throughput. The cost:
 # a second server of the same user on the same port shares it instead of failing to
 # bind; GUNICORN_REUSE_PORT=0 goes back to one shared socket.
-reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1").strip().lower() not in ("0", "false", "no", "off")
+reuse_port = _env["GUNICORN_REUSE_PORT"]
 
 # The app (and the model) is built once in the master and shared copy-on-write by the
 # forked workers: less memory, and a model that fails to load stops the start.
@@ -55,7 +68,7 @@ preload_app = True
 # gunicorn's own access log would only duplicate it.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+loglevel = _env["GUNICORN_LOG_LEVEL"]
 
 # Worker heartbeats on tmpfs: a disk-backed /tmp (overlayfs in containers) can stall
 # them long enough to get healthy workers killed.

@@ -13,6 +13,7 @@ from gunicorn.workers import gthread
 from werkzeug.exceptions import RequestTimeout
 
 from .deadlines import REQUEST_TIMEOUT
+from .gunicorn_settings import seconds
 from .request_progress import RequestProgress
 
 #: The environment variable that sets the request timeout, in seconds.
@@ -25,12 +26,9 @@ def request_timeout(environ: Mapping[str, str]) -> float:
     if not value:
         return REQUEST_TIMEOUT
     try:
-        seconds = float(value)
+        return seconds(value)
     except ValueError:
-        seconds = 0.0
-    if not seconds > 0 or seconds == float("inf"):
-        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds, not {value!r}")
-    return seconds
+        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds, not {value!r}") from None
 
 
 class _DeadlineUnreader(SocketUnreader):
