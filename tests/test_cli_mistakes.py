@@ -24,11 +24,13 @@ NOISE = ("Traceback", "<class", "object at 0x", "Errno", "Exception ignored", "U
 
 
 @pytest.fixture(scope="module")
-def folder(iris_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A working folder: a model, good and bad inputs, a file where a folder is expected."""
+def folder(iris_artifact: Path, forest_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working folder: models, good and bad inputs, a file where a folder is expected."""
     here = tmp_path_factory.mktemp("mistakes")
-    shutil.copy(iris_artifact, here / "model.joblib")
-    shutil.copy(manifest_path(iris_artifact), manifest_path(here / "model.joblib"))
+    for artifact, name in ((iris_artifact, "model.joblib"), (forest_artifact, "forest/model.joblib")):
+        (here / name).parent.mkdir(exist_ok=True)
+        shutil.copy(artifact, here / name)
+        shutil.copy(manifest_path(artifact), manifest_path(here / name))
     (here / "ok.csv").write_text(CSV)
     (here / "empty.csv").write_text("")
     (here / "latin.csv").write_bytes(b"\xff\xfe,a\n1,2\n")
@@ -257,6 +259,9 @@ main(sys.argv[2:], prog_name="iris-service")
 @pytest.mark.parametrize(
     ("blocked", "args", "needs", "extra"),
     [
+        # A forest is explained by shap's TreeSHAP (a linear model needs no extra).
+        ("shap", ["predict-file", "ok.csv", "--out", "o.csv", "--explain", "--model", "forest"],
+         "Explaining a RandomForestClassifier needs shap", "explain"),
         ("pandas", ["predict-file", "ok.csv", "--out", "o.csv"], "iris-service predict-file needs pandas", "files"),
         ("pyarrow", ["predict-file", "ok.csv", "--out", "o.parquet"], "iris-service predict-file needs pyarrow",
          "files"),
@@ -269,10 +274,11 @@ main(sys.argv[2:], prog_name="iris-service")
         ("skops", ["train", "--format", "skops", "--out", "m.skops"], "iris-service train --format skops needs skops",
          "skops"),
     ],
-    ids=["pandas", "pyarrow", "dask", "distributed", "skl2onnx", "skops"],
+    ids=["shap", "pandas", "pyarrow", "dask", "distributed", "skl2onnx", "skops"],
 )
 def test_a_missing_extra_names_it_and_how_to_install_it(folder, blocked, args, needs, extra):
-    result = run_cli(folder, [blocked, *args], prefix=("-c", BLOCKER))
+    env = cli_env(folder, IRIS_SERVICE_MODELS=f'{{"forest": "{folder / "forest" / "model.joblib"}"}}')
+    result = run_cli(folder, [blocked, *args], env=env, prefix=("-c", BLOCKER))
     assert result.returncode == 1
     assert only_error_line(result) == (
         f"Error: {needs}, from the '{extra}' extra: pip install 'iris-service[{extra}]' "

@@ -16,27 +16,16 @@ from typing import Any
 
 import click
 
-#: Top-level module -> the extra that installs it (``pyproject.toml``'s optional dependencies).
-EXTRAS = {
-    "pandas": "files", "pyarrow": "files", "tqdm": "files",
-    "dask": "dask", "distributed": "dask",
-    "skl2onnx": "onnx", "onnx": "onnx", "onnxruntime": "onnx",
-    "skops": "skops",
-    "grpc": "grpc", "grpc_health": "grpc", "grpc_reflection": "grpc",
-    "opentelemetry": "otel",
-}
+from ..extras import EXTRAS, needs
+
 #: (command, extra) -> the option that asked for the extra, when the command runs without it too.
 OPTIONS = {
     ("train", "onnx"): "--format onnx",
     ("train", "skops"): "--format skops",
     ("predict-file", "dask"): "--engine dask",
     ("serve", "grpc"): "--grpc-port",
+    ("predict-file", "explain"): "--explain",
 }
-
-
-def install_hint(extra: str) -> str:
-    """How to install ``extra``, from a wheel and from a checkout."""
-    return f"pip install 'iris-service[{extra}]' (from a checkout: pip install -e '.[{extra}]')"
 
 
 def missing_extra(command: str | None, exc: ImportError) -> click.ClickException | None:
@@ -47,7 +36,7 @@ def missing_extra(command: str | None, exc: ImportError) -> click.ClickException
         return None
     what = " ".join(part for part in (f"iris-service {command or ''}".strip(),
                                       OPTIONS.get((command or "", extra))) if part)
-    return click.ClickException(f"{what} needs {module}, from the '{extra}' extra: {install_hint(extra)}.")
+    return click.ClickException(needs(what, module))
 
 
 def one_line_usage(exc: click.UsageError) -> click.UsageError:

@@ -1,4 +1,4 @@
-"""TreeSHAP for tree ensembles, from the ``shap`` library (``pip install 'iris-service[explain]'``).
+"""TreeSHAP for tree ensembles, from the ``shap`` library (the ``explain`` extra).
 
 ``feature_perturbation="tree_path_dependent"``: the expectation over the
 training data is taken along the trees' own paths (each node's training
@@ -13,7 +13,6 @@ the decision function (log-odds) of gradient boosting.
 """
 from __future__ import annotations
 
-import importlib.util
 import threading
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import NotExplainable
+from ..extras import needs
 from .explanation import Explanation
 
 #: Largest allowed gap between baseline + SHAP values and the model's raw output.
@@ -84,9 +84,10 @@ def tree_explainer(estimator: Any) -> TreeExplainer | None:
         output = "decision_function"
     else:
         return None
-    if importlib.util.find_spec("shap") is None:
-        raise NotExplainable(
-            f"Explaining a {type(estimator).__name__} needs the shap library, which is not installed: "
-            "pip install 'iris-service[explain]'."
-        )
+    try:
+        # Imported, not just looked up: an installed shap whose own imports fail (numba, a
+        # half-removed install) must be the same one line as a missing one.
+        import shap  # noqa: F401
+    except ImportError:
+        raise NotExplainable(needs(f"Explaining a {type(estimator).__name__}", "shap")) from None
     return TreeExplainer(estimator, output)
