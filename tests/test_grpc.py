@@ -393,7 +393,9 @@ def test_grpc_port_without_grpcio_says_what_to_install(iris_artifact, tmp_path) 
     env = {**server_env(iris_artifact, tmp_path), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == "Error: --grpc-port needs grpcio: pip install 'iris-service[grpc]'"
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: --grpc-port needs grpcio: pip install 'iris-service[grpc]' (from a checkout: pip install -e '.[grpc]')"
+    )
 
 
 # --- without a server: the converters and the status table -----------------------------------

@@ -340,8 +340,8 @@ def test_parquet_without_pyarrow_is_415_naming_the_extra(client, monkeypatch):
     response = client.post("/invocations", data=body, content_type=PARQUET)
     assert response.status_code == 415
     assert response.get_json() == mlflow_error(
-        "Parquet bodies need pyarrow on the server (pip install 'iris-service[files]'); "
-        "send application/json or text/csv.")
+        "Parquet bodies need pyarrow on the server, from the 'files' extra: pip install 'iris-service[files]' "
+        "(from a checkout: pip install -e '.[files]'); or send application/json or text/csv.")
 
 
 @pytest.mark.parametrize(("status", "code"), [(400, "BAD_REQUEST"), (401, "UNAUTHENTICATED"), (413, "BAD_REQUEST"),

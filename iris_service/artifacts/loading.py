@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArtifactError
+from ..extras import install_hint
 from .background import check_explanation_data
 from .files import PICKLE_FORMATS, sha256_bytes
 from .formats import check_content, check_suffix
@@ -194,7 +195,7 @@ def _require(module: str, extra: str, manifest: Manifest) -> None:
     if importlib.util.find_spec(module) is None:
         raise ArtifactError(
             f"{manifest.artifact} is a {manifest.format} artifact and {module} is not installed: "
-            f"pip install 'iris-service[{extra}]'."
+            f"{install_hint(extra)}."
         )
 
 

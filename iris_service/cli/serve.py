@@ -5,6 +5,7 @@ from typing import Any
 
 import click
 
+from ..extras import install_hint
 from ..settings import ENV_VAR
 
 SERVERS = ("granian", "waitress")
@@ -48,7 +49,7 @@ SERVERS = ("granian", "waitress")
                    "(granian: before killing the worker).")
 @click.option("--grpc-port", default=None, type=click.IntRange(0, 65535), metavar="PORT",
               help="Also serve the Open Inference Protocol over gRPC on PORT, same --host and models, beside "
-                   "waitress (pip install 'iris-service[grpc]').")
+                   f"waitress; needs the grpc extra: {install_hint('grpc')}.")
 def serve(server: str | None, host: str, port: int, workers: int, threads: int | None, runtime_threads: int,
           env: str | None, channel_timeout: int, request_timeout: float, connection_limit: int, url_prefix: str,
           trusted_proxy: str | None, trusted_proxy_headers: str, drain_timeout: float,

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import importlib.util
 
-#: The distributions behind ``pip install 'iris-service[grpc]'``, by the module each provides.
+from ..extras import install_hint
+
+#: The distributions of the ``grpc`` extra, by the module each provides.
 REQUIRED_MODULES = {"grpc": "grpcio", "grpc_health": "grpcio-health-checking",
                     "grpc_reflection": "grpcio-reflection", "google.protobuf": "protobuf"}
-INSTALL_HINT = "pip install 'iris-service[grpc]'"
+INSTALL_HINT = install_hint("grpc")
 
 
 def missing() -> list[str]:

@@ -18,11 +18,12 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import BadRequest, UnsupportedMediaType
+from ..extras import install_hint
 from . import Limits
 from .mlflow import MAX_COLUMNS, check_columns
 
 MEDIA_TYPE = "application/vnd.apache.parquet"
-INSTALL_HINT = "pip install 'iris-service[files]'"
+INSTALL_HINT = install_hint("files")
 #: Declared unpacked bytes a cell may take (8 for the number, the rest for levels, headers,
 #: statistics), plus a fixed allowance for the footer: far above an honest file's size.
 _BYTES_PER_CELL = 16
@@ -37,7 +38,8 @@ def read_parquet(data: bytes, limits: Limits | None = None) -> dict[str, Any]:
         import pyarrow.parquet as pq
     except ImportError:
         raise UnsupportedMediaType(
-            f"Parquet bodies need pyarrow on the server ({INSTALL_HINT}); send application/json or text/csv."
+            f"Parquet bodies need pyarrow on the server, from the 'files' extra: {INSTALL_HINT}; or send "
+            "application/json or text/csv."
         ) from None
     if not data:
         raise BadRequest("The Parquet body is empty; send a file written by DataFrame.to_parquet().")

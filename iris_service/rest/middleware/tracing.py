@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
 
+from ...extras import install_hint
 from ...settings import DEFAULT_EXCLUDED_URLS
 from ..state import EXTENSION_KEY, state_of
 
@@ -105,8 +106,7 @@ class Tracing:
             from opentelemetry.instrumentation.flask import FlaskInstrumentor
         except ImportError:
             app.logger.warning(
-                "TRACING_ENABLED is set but OpenTelemetry is not installed "
-                "(pip install 'iris-service[otel]'); tracing is off"
+                "TRACING_ENABLED is set but OpenTelemetry is not installed, so tracing is off: %s", install_hint("otel")
             )
             return
         provider = tracer_provider or self.tracer_provider or _default_provider()
