@@ -5,12 +5,16 @@ holding a trained model and the kinds of files people pass by mistake.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -191,6 +195,67 @@ def test_an_unreachable_scheduler_is_one_line_after_the_connect_timeout(folder):
                               "--scheduler", f"tcp://127.0.0.1:{port}"])
     assert result.returncode == 1
     assert only_error_line(result) == f"Error: Cannot reach the Dask scheduler at tcp://127.0.0.1:{port} within 5 s."
+    assert not (folder / "o").exists()
+
+
+@contextmanager
+def not_a_scheduler(answer: bytes | None) -> Iterator[int]:
+    """A loopback listener that is no Dask scheduler, on a port it yields; stopped by its handle on exit.
+
+    It answers each connection with ``answer`` (an HTTP server's reply) and closes it,
+    or, with None, accepts and says nothing, holding the connection open.
+    """
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    stop, held = threading.Event(), []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            if answer is None:
+                held.append(conn)
+                continue
+            with contextlib.suppress(OSError):
+                conn.sendall(answer)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+         "Error: {address} answered, but not as a Dask scheduler: is it a Dask scheduler's address? (schedulers "
+         "listen on port 8786 unless told otherwise)"),
+        (None, "Error: {address} accepted the connection but sent no Dask handshake within 5 s: is it a Dask "
+               "scheduler's address? (schedulers listen on port 8786 unless told otherwise)"),
+    ],
+    ids=["answers-garbage", "stays-silent"],
+)
+def test_a_scheduler_address_where_something_else_listens_is_one_line(folder, answer, message):
+    with not_a_scheduler(answer) as port:
+        address = f"tcp://127.0.0.1:{port}"
+        started = time.monotonic()
+        result = run_cli(folder, ["predict-file", "ok.csv", "--out", "o", "--engine", "dask", "--scheduler", address])
+        took = time.monotonic() - started
+    assert result.returncode == 1
+    assert only_error_line(result) == message.format(address=address)
+    assert took < 60  # the connect timeout (5 s) and start-up, not Dask's 30 s or for ever
     assert not (folder / "o").exists()
 
 

@@ -84,3 +84,17 @@ def test_dask_applies_the_range_policy(model, tmp_path):
     report = score_file_dask(source, tmp_path / "skip", model, on_error="skip", ranges=reject)
     assert (report.rows, report.rejected) == (1, 1)
     assert score_file_dask(source, tmp_path / "allowed", model, ranges=RangePolicy("allow")).rows == 2
+
+
+def test_a_real_scheduler_passes_the_handshake_check_and_scores(model, tmp_path):
+    from distributed import LocalCluster
+
+    source = tmp_path / "in.csv"
+    pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns=list(FEATURES)).to_csv(source, index=False)
+    # Over TCP on loopback, as a remote scheduler is reached (threads in this process: inproc by default).
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                      protocol="tcp://", host="127.0.0.1") as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        report = score_file_dask(source, tmp_path / "out.csv", model, scheduler=cluster.scheduler_address)
+    assert report.rows == 1
+    assert pd.read_csv(tmp_path / "out.csv" / "part.00000.csv")["label"].tolist() == ["setosa"]

@@ -93,11 +93,53 @@ def connect(scheduler: str) -> Any:
     except (ValueError, OSError) as exc:  # no port, an unknown protocol, a host name that does not resolve
         raise FileScoringError(f"--scheduler {scheduler!r} is not a scheduler address ({_first_line(exc)}); "
                                "give one like tcp://10.0.0.5:8786.") from None
+    _handshake(scheduler)
     try:
         return Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
     except (OSError, TimeoutError) as exc:
-        reason = _first_line(exc)
-        why = "" if "timed out" in reason.lower() else f" ({reason.rstrip('.')})"
+        raise FileScoringError(_unreachable(scheduler, exc)) from None
+
+
+def _unreachable(scheduler: str, exc: BaseException) -> str:
+    reason = _first_line(exc)
+    why = "" if "timed out" in reason.lower() else f" ({reason.rstrip('.')})"
+    return f"Cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s{why}."
+
+
+def _handshake(scheduler: str) -> None:
+    """Connect to ``scheduler`` and read its Dask handshake once, all within about ``CONNECT_TIMEOUT_S``.
+
+    ``Client(timeout=...)`` bounds the TCP connect only, then waits for the
+    handshake with no deadline: a listener that accepts and stays silent held
+    ``predict-file`` for ever, and one that answers something else (an HTTP
+    server) failed deep inside the decoder (its reply read as a 3 EiB length:
+    a ``MemoryError``), then again in the half-made client's ``__del__``.
+    """
+    import asyncio
+
+    from distributed.comm import connect as open_comm
+
+    async def probe() -> None:
+        comm = await open_comm(scheduler, timeout=CONNECT_TIMEOUT_S)
+        await comm.close()
+
+    try:
+        # One second past the connect timeout: distributed gives up connecting first, so the
+        # outer deadline only ever ends a connection that is open but silent.
+        asyncio.run(asyncio.wait_for(probe(), CONNECT_TIMEOUT_S + 1))
+    except (TimeoutError, asyncio.TimeoutError):
         raise FileScoringError(
-            f"Cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s{why}."
+            f"{scheduler} accepted the connection but sent no Dask handshake within {CONNECT_TIMEOUT_S} s: "
+            "is it a Dask scheduler's address? (schedulers listen on port 8786 unless told otherwise)"
         ) from None
+    except OSError as exc:
+        if "trying to connect" not in str(exc):  # open, then closed or reset mid-handshake
+            raise FileScoringError(_not_a_scheduler(scheduler)) from None
+        raise FileScoringError(_unreachable(scheduler, exc)) from None
+    except Exception:  # noqa: BLE001 - whatever the decoder makes of bytes that are not Dask's
+        raise FileScoringError(_not_a_scheduler(scheduler)) from None
+
+
+def _not_a_scheduler(scheduler: str) -> str:
+    return (f"{scheduler} answered, but not as a Dask scheduler: is it a Dask scheduler's address? "
+            "(schedulers listen on port 8786 unless told otherwise)")
