@@ -22,7 +22,7 @@ KEY, TOKEN = "pl-secret-key-4711", "pl-admin-token-0815"
 
 
 def flushed_lines(app, path: Path) -> list[dict[str, object]]:
-    assert state_of(app).payload_log.log.flush()
+    assert state_of(app).payload_log.flush()
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
@@ -108,7 +108,7 @@ def test_the_file_rotates_by_size_keeping_the_backups(payload_app, tmp_path, bac
     client = app.test_client()
     for i in range(60):  # ~300 bytes a record: ~18 kB, nine files' worth
         assert client.post("/predict", json={"features": ROWS[0]}, headers={"X-Request-ID": f"r-{i:02d}"}).status_code == 200
-    state_of(app).payload_log.log.flush()
+    state_of(app).payload_log.flush()
     names = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("rotated.jsonl") and
                    not p.name.endswith(".lock"))
     assert names == ["rotated.jsonl", *[f"rotated.jsonl.{i}" for i in range(1, backups + 1)]]
@@ -236,7 +236,7 @@ def test_a_forked_child_records_through_its_own_writer(payload_app, tmp_path) ->
     app = payload_app(PAYLOAD_LOG=str(path))
     client = app.test_client()
     assert client.post("/predict", json={"features": KNOWN_ROWS[0][0]}, headers={"X-Request-ID": "parent-1"}).status_code == 200
-    log = state_of(app).payload_log.log
+    log = state_of(app).payload_log
     assert log.flush()
     pid = os.fork()
     if pid == 0:  # the child: one request, its record flushed by its own writer, then out without cleanup

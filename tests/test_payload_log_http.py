@@ -61,7 +61,7 @@ def test_a_dead_receiver_never_fails_a_request_and_its_losses_are_counted(payloa
     for i in range(20):
         response = client.post("/predict", json={"features": ROWS[i % 3]})
         assert response.status_code == 200 and response.get_json()["label"] == KNOWN_ROWS[i % 3][2]
-    assert state_of(app).payload_log.log.flush()
+    assert state_of(app).payload_log.flush()
     assert dropped(client, "sink_error") == 20
     assert dropped(client, "queue_full") == 0
 
@@ -72,7 +72,7 @@ def test_a_receiver_answering_errors_counts_every_record_lost(payload_app) -> No
         client = app.test_client()
         for _ in range(5):
             assert client.post("/predict", json={"features": ROWS[1]}).status_code == 200
-        assert state_of(app).payload_log.log.flush()
+        assert state_of(app).payload_log.flush()
         assert dropped(client, "sink_error") == 5
         # The request event was refused, so its response event was never sent.
         assert [h["ce-type"] for h, _ in received.events] == ["org.kubeflow.serving.inference.request"] * 5

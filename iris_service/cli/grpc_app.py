@@ -30,7 +30,7 @@ def grpc_server(app: Any, host: str, port: int, *, reuse_port: bool = False) -> 
     registry = getattr(state.metrics, "registry", None)
     tracer = getattr(state.tracing, "tracer", None)
     # The REST app's payload log: one queue and writer per process for both transports, one counter.
-    payload_log = state.payload_log.log if state.payload_log is not None else None
+    payload_log = state.payload_log
     return create_server(state.dataplane, app.config, host=host, port=port, registry=registry, tracer=tracer,
                          reuse_port=reuse_port, payload_log=payload_log)
 

@@ -176,7 +176,7 @@ def _grpc_server(app: Any, host: str, port: int) -> Any:
     registry = getattr(state.metrics, "registry", None)
     try:
         # The REST app's payload log too: one queue, one writer, flushed by one exit hook.
-        payload_log = state.payload_log.log if state.payload_log is not None else None
+        payload_log = state.payload_log
         return create_server(state.dataplane, app.config, host=host, port=port, registry=registry,
                              tracer=getattr(state.tracing, "tracer", None), payload_log=payload_log)
     except OSError as exc:

@@ -201,7 +201,7 @@ class RowLane:
                 return None
             rid = request_id_for(environ.get(REQUEST_ID_ENVIRON))
             if service.payload_log is not None:
-                service.payload_log(rid, result)
+                service.payload_log.record(rid, result)
             after = []
             compression = service.compression
             if compression is not None and compression.enabled:

@@ -35,7 +35,8 @@ class ServiceState:
     security: Any = None
     compression: Any = None
     tracing: Any = None
-    #: ``hook(request_id, result)`` after each answered inference (``middleware/payload_log``); None when off.
+    #: The ``PayloadLog`` (``middleware/payload_log``): ``record(request_id, result)`` after each answered
+    #: inference, ``close()`` at exit; None when off.
     payload_log: Any = None
 
 
@@ -72,7 +73,7 @@ def infer(name: str | None, body: Any, protocol: Any, version: str | None = None
     setattr(ctx, RESULT, result)
     payload_log = service.payload_log
     if payload_log is not None:
-        payload_log(request_id_of(ctx, request.environ), result)
+        payload_log.record(request_id_of(ctx, request.environ), result)
     return result.answer
 
 

@@ -1,8 +1,10 @@
 """Payload logs: a sample of answered requests (id, time, model, version, inputs, outputs) to a file or a URL.
 
-A request thread only samples and queues what the data plane already holds
-(``InferResult``: the rows and the prediction, no copy, no formatting); one
-writer thread per process formats and delivers them (``payload_sinks``). The
+A request thread samples, and queues either its answer's JSON line (the file
+sink, up to ``FORMAT_NOW_ROWS`` rows: formatted while hot in the cache, see
+``payload_records``) or what the data plane already holds (``InferResult``:
+the rows and the prediction, no copy); one writer thread per process formats
+the rest and delivers them (``payload_sinks``). The
 queue is bounded, so a slow or dead sink never delays or fails a request:
 what does not fit is dropped and counted (``dropped(reason, n)``, the
 front-ends' ``iris_payload_log_dropped_total``), and ``close`` writes what is
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .payload_records import Entry
+from .payload_records import Entry, Lines
 from .payload_sinks import FileSink, HttpSink
 
 log = logging.getLogger("iris_service.payload_log")
@@ -36,6 +38,9 @@ CLOSE_TIMEOUT = 5.0
 MAX_QUEUED_BYTES = 256 * 1024 * 1024
 #: ``dropped`` reasons: no room in the queue, the sink failed, still queued when ``close`` gave up.
 QUEUE_FULL, SINK_ERROR, NOT_FLUSHED = "queue_full", "sink_error", "not_flushed"
+#: Answers of fewer rows than this get their file line made by the request thread (a few µs);
+#: larger ones are formatted by the writer, so no request waits for a big batch's JSON.
+FORMAT_NOW_ROWS = 64
 
 Dropped = Callable[[str, int], None]
 
@@ -121,6 +126,8 @@ def _ignore(reason: str, count: int) -> None:
 
 
 _STOP = object()
+#: What a queue holds besides markers: lines (the file sink's, made by request threads) and entries.
+_RECORDS = (bytes, Entry)
 
 
 class _Queue:
@@ -145,8 +152,15 @@ class _Queue:
         with self.lock:
             items = list(self.items)
             self.items.clear()
-            self.bytes -= sum(item.size for item in items if isinstance(item, Entry))
+            self.bytes -= sum(_size(item) for item in items)
         return items
+
+
+def _size(item: Any) -> int:
+    """The bytes a queued record holds: a line's length, an entry's arrays; 0 for a marker."""
+    if isinstance(item, bytes):
+        return len(item)
+    return item.size if isinstance(item, Entry) else 0
 
 
 class PayloadLog:
@@ -157,6 +171,8 @@ class PayloadLog:
         self.settings = settings
         self._dropped = dropped or _ignore
         self._make_sink = sink or settings.sink
+        #: The file sink takes lines; another sink (HTTP's CloudEvents, a test's) takes entries.
+        self._lines = Lines() if sink is None and not settings.is_http else None
         self._sample = settings.sample
         self._limit = settings.queue
         self._start_lock = threading.Lock()
@@ -172,13 +188,19 @@ class PayloadLog:
         if self._generation != _forks:
             self._start()
         x, prediction = result.x, result.prediction
-        size = _nbytes(x) + _nbytes(prediction.classes) + _nbytes(prediction.probabilities) + _nbytes(
-            prediction.values)
-        entry = Entry(request_id, time.time(), result.model, x, prediction, size)
+        lines = self._lines
+        item: Entry | bytes
+        if lines is not None and result.rows < FORMAT_NOW_ROWS:
+            item = lines.line(request_id, time.time(), result.model, x, prediction)
+            size = len(item)
+        else:
+            size = _nbytes(x) + _nbytes(prediction.classes) + _nbytes(prediction.probabilities) + _nbytes(
+                prediction.values)
+            item = Entry(request_id, time.time(), result.model, x, prediction, size)
         queue = self._queue
         with queue.lock:
             if len(queue.items) < self._limit and queue.bytes + size <= MAX_QUEUED_BYTES:
-                queue.items.append(entry)
+                queue.items.append(item)
                 queue.bytes += size
                 return
         self._dropped(QUEUE_FULL, 1)
@@ -205,7 +227,7 @@ class PayloadLog:
         writer.join(timeout)
         self._pid = self._generation = -1
         if writer.is_alive():
-            left = sum(1 for item in queue.take() if isinstance(item, Entry))
+            left = sum(1 for item in queue.take() if isinstance(item, _RECORDS))
             queue.put_marker(_STOP)  # the stuck writer ends once its sink answers
             if left:
                 self._dropped(NOT_FLUSHED, left)
@@ -247,10 +269,10 @@ class PayloadLog:
 
         Records queued behind the stop marker (by a request still finishing) are delivered too.
         """
-        batch: list[Entry] = []
+        batch: list[Entry | bytes] = []
         stop = False
         for item in items:
-            if isinstance(item, Entry):
+            if isinstance(item, _RECORDS):
                 batch.append(item)
                 continue
             self._deliver(sink, batch)
@@ -262,7 +284,7 @@ class PayloadLog:
         self._deliver(sink, batch)
         return stop
 
-    def _deliver(self, sink: Any, batch: list[Entry]) -> None:
+    def _deliver(self, sink: Any, batch: list[Entry | bytes]) -> None:
         if not batch:
             return
         try:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .payload_records import JSON_OPTIONS, Clock, Entry, json_array, outputs_of, record_of
+from .payload_records import JSON_OPTIONS, Clock, Entry, Lines, json_array, outputs_of
 
 try:  # POSIX: several worker processes append to one file under a lock
     import fcntl
@@ -51,15 +51,16 @@ class FileSink:
         self.backups = backups
         self._fd: int | None = None
         self._lock_fd: int | None = None
-        self._clock = Clock()
+        self._line = Lines()
         self._failing = False
 
-    def write(self, entries: Sequence[Entry]) -> int:
+    def write(self, entries: Sequence[Entry | bytes]) -> int:
+        """Append the records: entries formatted here, lines (a request thread formatted them) as they are."""
         if not entries:
             return 0
         try:
-            options, clock = JSON_OPTIONS | orjson.OPT_APPEND_NEWLINE, self._clock
-            lines = [orjson.dumps(record_of(e, clock), option=options) for e in entries]
+            line = self._line
+            lines = [e if isinstance(e, bytes) else line(e) for e in entries]
             with self._locked():
                 self._append(lines)
         except (OSError, TypeError, ValueError) as exc:

@@ -1,31 +1,16 @@
 """Payload logs for REST: each answered inference's rows and prediction, under the request's id.
 
-``state.infer`` calls the hook right after the data plane answered, with the
+``state.infer`` and the row lane call its ``record`` right after the data plane answered, with the
 ``InferResult`` it already holds: no extra request hook, and nothing at all
 when ``PAYLOAD_LOG`` is off. The record holds what the model saw and said, never a header, a
-query string or a key (``serving/payload_sinks.record_of``).
+query string or a key (``serving/payload_records.record_of``).
 """
 from __future__ import annotations
-
-from typing import Any
 
 from flask import Flask
 
 from ...serving.payload_log import PayloadLog, PayloadLogSettings, dropped_counter
 from ..state import state_of
-
-
-class PayloadLogHook:
-    """What ``state.infer`` calls: the request's id (as ``X-Request-ID`` answers it) and its result."""
-
-    def __init__(self, payload_log: PayloadLog) -> None:
-        self.log = payload_log
-
-    def __call__(self, request_id: str, result: Any) -> None:
-        self.log.record(request_id, result)
-
-    def close(self) -> None:
-        self.log.close()
 
 
 class PayloadLogging:
@@ -43,4 +28,4 @@ class PayloadLogging:
         state = state_of(app)
         registry = getattr(state.metrics, "registry", None)  # None: METRICS_ENABLED is off
         dropped = dropped_counter(registry) if registry is not None else None
-        state.payload_log = PayloadLogHook(PayloadLog(settings, dropped))
+        state.payload_log = PayloadLog(settings, dropped)
