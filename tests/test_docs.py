@@ -120,8 +120,8 @@ def _user_env(port: int) -> dict[str, str]:
     return {**env, "PORT": str(port), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server this test started: its process group (make and the server it runs)."""
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server a test started: its process group (make or bash, and the server it runs)."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -164,7 +164,7 @@ def test_every_getting_started_command_runs_as_written(tmp_path: Path) -> None:
             outputs.append(result.stdout)
     finally:
         for proc in servers:
-            _stop(proc)
+            stop_group(proc)
     calls = outputs[0]
     assert '"prediction":0,"label":"setosa"' in calls and '"status":"API is running!"' in calls
     assert '"prediction":2,"label":"virginica"' in outputs[1]

@@ -16,7 +16,6 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import pandas as pd
 import pytest
 import requests
 from conftest import ROOT, free_port
-from test_docs import commands, fenced_blocks
+from test_docs import commands, fenced_blocks, stop_group
 
 DOCS = ROOT / "docs"
 BIN = Path(sys.executable).parent
@@ -122,13 +121,7 @@ def serving(command: str, folder: Path, port: int, log: Path, *, state: Path | N
             time.sleep(0.2)
         yield base
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_group(proc)
 
 
 def _serving_commands() -> list[str]:
