@@ -157,7 +157,8 @@ def _check_trusted_keys(config: dict[str, Any]) -> None:
     config["TRUSTED_KEYS"] = [str(v).strip() for v in value if str(v).strip()]
 
 
-def _check_text_list(config: dict[str, Any], key: str) -> None:
+def _check_text_list(config: dict[str, Any], key: str,
+                     must: str = "a list of strings or a comma-separated string") -> None:
     """``key`` becomes a list of non-empty strings, or start-up stops naming it.
 
     ``API_KEYS = 5`` or ``[1234]`` in ``instance/config.py`` used to reach the
@@ -171,7 +172,7 @@ def _check_text_list(config: dict[str, Any], key: str) -> None:
         value = value.split(",")
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         shown = _shape(value) if key in _SECRETS else repr(value)
-        raise ConfigError(f"{key} must be a list of strings or a comma-separated string, not {shown}.")
+        raise ConfigError(f"{key} must be {must}, not {shown}.")
     config[key] = [v.strip() for v in value if v.strip()]
 
 
@@ -201,22 +202,15 @@ def _check_excluded_urls(config: dict[str, Any]) -> None:
     before it was a list setting) or an unbalanced ``(`` used to end start-up in
     a traceback from inside the instrumentation.
     """
-    value = config.get("TRACING_EXCLUDED_URLS")
-    if value is None:
-        value = []
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"TRACING_EXCLUDED_URLS must be regular expressions of URLs not traced, a list of "
-                          f"strings or comma-separated text such as '/health,/metrics', not {value!r}.")
-    patterns = [v.strip() for v in value if v.strip()]
+    _check_text_list(config, "TRACING_EXCLUDED_URLS", "regular expressions of URLs not traced, a list of strings "
+                     "or comma-separated text such as '/health,/metrics'")
+    patterns = config["TRACING_EXCLUDED_URLS"]
     for pattern in patterns:
         try:
             re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"TRACING_EXCLUDED_URLS entry {pattern!r} is not a regular expression ({exc}); "
                               "write one per URL pattern, comma-separated, such as '/health,/metrics'.") from None
-    config["TRACING_EXCLUDED_URLS"] = patterns
 
 
 def _shape(value: Any) -> str:
