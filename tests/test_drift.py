@@ -4,17 +4,21 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import FEATURES, create_app_for_test
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 
 from iris_service import training
 from iris_service.artifacts import manifest_path, read_manifest
-from iris_service.artifacts.profile import read_profile
-from iris_service.serving.drift import MIN_ROWS, psi
+from iris_service.artifacts.profile import FeatureProfile, read_profile
+from iris_service.serving.drift import COMPARED_EDGES, MIN_ROWS, psi
+from iris_service.serving.drift import ModelDrift as DriftTracker
 
 
 def training_rows() -> np.ndarray:
@@ -216,3 +220,31 @@ def test_a_reload_starts_a_fresh_window(iris_artifact: Path) -> None:
     app.extensions["iris_service"].dataplane.load("iris")
     serve(client, drawn_like_training(20))
     assert (drift(client)["observed"], drift(client)["rows"]) == (20, 20)
+
+
+@st.composite
+def _profile_and_rows(draw):
+    """Sorted unique edges (few: compared; many: binary-searched) and rows of any float64, edges included."""
+    few, many = (st.lists(st.floats(allow_nan=False), min_size=lo, max_size=hi, unique=True) for lo, hi in
+                 ((1, 10), (COMPARED_EDGES + 1, COMPARED_EDGES + 8)))
+    edges = sorted(set(draw(st.one_of(few, many))))
+    value = st.one_of(st.floats(), st.sampled_from(edges))  # any float64: NaN, infinities, extremes, ties
+    rows = draw(st.lists(st.tuples(value, value), min_size=1, max_size=60))
+    return edges, np.array(rows, dtype=np.float64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_profile_and_rows())
+def test_each_bin_counts_exactly_the_values_above_that_many_edges(case) -> None:
+    """The drift counts, proven on any rows against a plain count: bin k holds values above exactly k edges."""
+    edges, x = case
+    profiles = tuple(FeatureProfile(name, -1.0, 1.0, tuple(edges), tuple(edges), ()) for name in ("a", "b"))
+    tracker = DriftTracker(SimpleNamespace(name="m", version="1"), profiles, 10_000)
+    tracker._tally(x)
+    for j in range(2):
+        expected = [0] * (len(edges) + 1)
+        for value in x[:, j].tolist():
+            expected[sum(edge < value for edge in edges)] += 1  # NaN is above no edge
+        assert tracker._counts[j].tolist() == expected
+        assert tracker._outside[j] == sum(v < -1.0 or v > 1.0 for v in x[:, j].tolist())
+    assert tracker._count == len(x)

@@ -87,7 +87,7 @@ class LinearModel(SklearnModel):
             positive = self._expit(scores[:, 0])
             proba = np.stack([1 - positive, positive], axis=1)
         else:
-            scores -= scores.max(axis=1).reshape(-1, 1)
+            scores -= _row_max(scores).reshape(-1, 1)
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=1).reshape(-1, 1)
             proba = scores
@@ -121,6 +121,18 @@ class LinearModel(SklearnModel):
         call gives the same answer.
         """
         return super().predict(x)
+
+
+def _row_max(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``scores.max(axis=1)``, column by column: the same values (a maximum does not round).
+
+    numpy reduces the short last axis of an (n, classes) array row by row, about
+    20 times slower on 10,000 rows than the few whole-column ``maximum`` calls.
+    """
+    top = scores[:, 0].copy()
+    for j in range(1, scores.shape[1]):
+        np.maximum(top, scores[:, j], out=top)
+    return top
 
 
 def exact_limits(coef: npt.NDArray[np.float64], intercept: npt.NDArray[np.float64]) -> tuple[float, float]:
