@@ -214,3 +214,21 @@ def test_serve_takes_the_same_setting(iris_artifact: Path, tmp_path: Path) -> No
         wait_serving(target, proc)
         with grpc.insecure_channel(target) as channel:
             assert classes_of(tpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(infer_request(), timeout=10)) == CLASSES
+
+
+@pytest.mark.parametrize(("extra", "threads"), [({}, 2), ({"IRIS_SERVICE_BATCHING": "on"}, 4),
+                                                ({"IRIS_SERVICE_GRPC_THREADS": "3"}, 3)])
+def test_grpc_threads_default_to_the_measured_setting_for_batching(iris_artifact: Path, tmp_path: Path, extra,
+                                                                   threads) -> None:
+    """gRPC calls get 2 threads (4 when the micro-batcher gathers calls) unless GRPC_THREADS says; they answer."""
+    from conftest import serve_args
+
+    http_port, grpc_port = free_port(), free_port()
+    env = server_env(iris_artifact, tmp_path, IRIS_SERVICE_GRPC_PORT=str(grpc_port), **extra)
+    log = tmp_path / "serve.log"
+    with run_server(serve_args(http_port), env, http_port, output=log) as (_base, proc):
+        target = f"127.0.0.1:{grpc_port}"
+        wait_serving(target, proc)
+        with grpc.insecure_channel(target) as channel:
+            assert classes_of(tpb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(infer_request(), timeout=10)) == CLASSES
+        assert f"iris-service gRPC on 127.0.0.1:{grpc_port} ({threads} threads" in log.read_text()

@@ -55,7 +55,7 @@ BAD = {
     "PAYLOAD_LOG_QUEUE": (0, "PAYLOAD_LOG_QUEUE must be a whole number from 1 to 10000000 (records waiting for the "
                              "writer), not 0."),
     "GRPC_PORT": (0, "GRPC_PORT must be a whole number from 1 to 65535, or null for no gRPC, not 0."),
-    "GRPC_THREADS": (1.5, "GRPC_THREADS must be a whole number from 1 to 1024, not 1.5."),
+    "GRPC_THREADS": (1.5, "GRPC_THREADS must be a whole number from 1 to 1024, or null for 2 (4 with BATCHING on or auto), not 1.5."),
     "INPUT_RANGE_MARGIN": (-0.1, "INPUT_RANGE_MARGIN must be a number >= 0 (a fraction of each range), not -0.1."),
     "INPUT_RANGE_POLICY": ("clip", "INPUT_RANGE_POLICY must be 'allow' or 'reject', not 'clip'."),
     "LOG_FORMAT": ("xml", "LOG_FORMAT must be json or text, not 'xml'."),
@@ -142,7 +142,7 @@ SERVE_CASES = [
     ("BATCHING", "sometimes", BAD["BATCHING"][1]),
     ("API_VERSION", "2", BAD["API_VERSION"][1]),
     ("DEBUG", "maybe", BAD["DEBUG"][1]),
-    ("GRPC_THREADS", "0", "GRPC_THREADS must be a whole number from 1 to 1024, not 0."),
+    ("GRPC_THREADS", "0", "GRPC_THREADS must be a whole number from 1 to 1024, or null for 2 (4 with BATCHING on or auto), not 0."),
     ("TRACING_EXCLUDED_URLS", "/health,/v2/(models", "TRACING_EXCLUDED_URLS entry '/v2/(models' is not a regular "
      "expression (missing ), unterminated subpattern at position 4); write one per URL pattern, comma-separated, "
      "such as '/health,/metrics'."),

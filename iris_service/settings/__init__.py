@@ -73,7 +73,7 @@ class Config:
     # calls at once before RESOURCE_EXHAUSTED.
     GRPC_PORT: int | None = None
     GRPC_MAX_MESSAGE_BYTES: int | None = None
-    GRPC_THREADS = 8
+    GRPC_THREADS: int | None = None  # null: 2, or 4 with BATCHING on or auto (grpc/server.py)
     GRPC_MAX_CONCURRENT_RPCS = 64
     # API keys for every route but the probes and docs (IRIS_SERVICE_API_KEYS=key1,key2).
     API_KEYS: list[str] = []

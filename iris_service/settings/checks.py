@@ -23,7 +23,7 @@ _NUMBERS: dict[str, tuple[type, int, int]] = {
 }
 #: Numbers that may be null, and what null means.
 _NULLABLE = {"MAX_CONTENT_LENGTH": "no limit", "GRPC_MAX_MESSAGE_BYTES": "MAX_CONTENT_LENGTH's",
-             "GRPC_PORT": "no gRPC"}
+             "GRPC_PORT": "no gRPC", "GRPC_THREADS": "2 (4 with BATCHING on or auto)"}
 #: Numbers counted in bytes: their limits are written with a unit as well.
 _BYTES = frozenset({"MAX_CONTENT_LENGTH", "COMPRESS_MIN_SIZE", "GRPC_MAX_MESSAGE_BYTES"})
 _BOOLEANS = ("DEBUG", "TESTING", "PICKLE_ALLOWED", "ALLOW_VERSION_MISMATCH", "API_KEYS_PROTECT_PROBES",
