@@ -86,6 +86,7 @@ def serve(server: str | None, host: str, port: int, workers: int, threads: int |
     # Before the app (and prometheus-client) is imported: the client picks its storage then.
     serve_granian.prepare_metrics_dir(workers)
     from ..rest.factory import create_app
+    from ..runtime.batch_policy import BatchingSettings
 
     try:
         app = create_app(env)
@@ -99,7 +100,7 @@ def serve(server: str | None, host: str, port: int, workers: int, threads: int |
                                        "add --server waitress, or unset IRIS_SERVICE_GRPC_PORT.")
             server = "waitress"
         _check_grpc_installed()
-    threads = serve_granian.pick_threads(threads, serve_granian.batching_mode(app.config), server)
+    threads = serve_granian.pick_threads(threads, BatchingSettings.mode_of(app.config), server)
     process.prepare(app)
     if server == "granian":
         from ..servers.granian_server import GranianSettings

@@ -40,16 +40,6 @@ def check_installed() -> None:
         raise click.ClickException(f"--server granian needs granian: {granian_server.INSTALL_HINT}")
 
 
-def batching_mode(config: Any) -> str:
-    """The configured ``BATCHING`` mode (``off``, ``on``, ``auto``), parsed as the data plane does."""
-    from ..runtime.batch_policy import BatchingSettings
-
-    try:
-        return BatchingSettings.parse(config.get("BATCHING", "off")).mode
-    except ValueError:
-        return "off"  # create_app has refused it already
-
-
 def pick_threads(threads: int | None, mode: str, server: str) -> int:
     """Threads for ``BATCHING`` ``mode``: the measured default, or ``threads`` if it can work.
 

@@ -48,11 +48,7 @@ def default_threads(config: Mapping[str, Any]) -> int:
     """``THREADS``, or ``THREADS_BATCHING`` when the configured ``BATCHING`` gathers calls."""
     from ..runtime.batch_policy import BatchingSettings
 
-    try:
-        mode = BatchingSettings.parse(config.get("BATCHING", "off")).mode
-    except ValueError:
-        mode = "off"  # create_app has refused it already
-    return THREADS if mode == "off" else THREADS_BATCHING
+    return THREADS if BatchingSettings.mode_of(config) == "off" else THREADS_BATCHING
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,14 @@ class BatchingSettings:
             raise ValueError(f"BATCHING max_latency_ms must be a number from 0 to 1000, not {latency!r}")
         return settings
 
+    @classmethod
+    def mode_of(cls, config: Mapping[str, Any]) -> str:
+        """The mode a checked config's ``BATCHING`` sets (``off``, ``on``, ``auto``): what servers size threads by."""
+        try:
+            return cls.parse(config.get("BATCHING", "off")).mode
+        except ValueError:
+            return "off"  # create_app has refused it already
+
 
 @dataclass(frozen=True)
 class CallCosts:
